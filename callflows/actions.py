@@ -1,0 +1,150 @@
+"""What the support line's steps do on the way: identify, remember, open the ticket.
+
+Each action takes the turn (the stored call, the session, the request form) and the
+route's argument. Speakers return what a prompt's "@name" item says.
+"""
+
+from __future__ import annotations
+
+import prompts
+from callflows.engine import Action, Speaker, Turn
+from callflows.urgency import provisional_urgency
+from prompts import Speech
+from storage.contacts import get_contact_by_phone, get_customer_by_code
+from storage.models import Call
+from storage.phones import to_e164
+from storage.tickets import open_ticket_for_call
+
+
+def _call(turn: Turn) -> Call:
+    call = turn.call
+    assert isinstance(call, Call)
+    return call
+
+
+def set_language(turn: Turn, language: object) -> None:
+    _call(turn).language = str(language)
+
+
+def identify_caller(turn: Turn, _: object) -> str:
+    """known, unknown or withheld: the caller's number looked up in the directory."""
+    call = _call(turn)
+    if call.caller is None:
+        return "withheld"
+    return "known" if _link_contact(turn, call.caller) else "unknown"
+
+
+def greet(turn: Turn, _: object) -> None:
+    call = _call(turn)
+    if call.customer is not None:
+        turn.say("greeting_known", company=call.customer.name)
+
+
+def check_callback_number(turn: Turn, digits: object) -> str:
+    """A withheld caller's callback number: invalid, or valid and known or unknown."""
+    number = to_e164(str(digits))
+    if number is None:
+        return "invalid"
+    call = _call(turn)
+    call.callback_number = number
+    if _link_contact(turn, number):
+        return "known"
+    turn.say("callback_number_noted", number=prompts.spoken_phone(number))
+    return "unknown"
+
+
+def check_customer_code(turn: Turn, digits: object) -> str:
+    customer = get_customer_by_code(turn.session, str(digits))
+    if customer is None:
+        return "unknown_code"
+    call = _call(turn)
+    call.customer = customer
+    turn.say("customer_code_linked", company=customer.name)
+    return "linked"
+
+
+def set_severity(turn: Turn, severity: object) -> None:
+    _call(turn).severity = int(str(severity))
+
+
+def keep_recording(turn: Turn, _: object) -> None:
+    """Remember the recording just made (the one the caller may confirm)."""
+    call = _call(turn)
+    call.recording_sid = turn.form.get("RecordingSid") or None
+    call.recording_url = turn.form.get("RecordingUrl") or None
+    call.recording_duration = int(turn.form.get("RecordingDuration") or 0)
+
+
+def forget_recording(turn: Turn, _: object) -> None:
+    call = _call(turn)
+    call.recording_sid = call.recording_url = None
+    call.recording_duration = None
+
+
+def open_ticket(turn: Turn, kind: object) -> None:
+    """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
+    call = _call(turn)
+    voicemail = kind == "voicemail"
+    sla = call.customer.sla if call.customer is not None else None
+    open_ticket_for_call(
+        turn.session,
+        call,
+        provisional_urgency(call.severity, sla),
+        voicemail=voicemail,
+        opened_by="a message left on the line" if voicemail else "the caller on the line",
+    )
+
+
+def business_hours(turn: Turn, _: object) -> str:
+    return "open" if turn.dial_number and turn.is_open() else "closed"
+
+
+def _link_contact(turn: Turn, number: str) -> bool:
+    contact = get_contact_by_phone(turn.session, number)
+    if contact is None:
+        return False
+    call = _call(turn)
+    call.contact = contact
+    call.customer = contact.customer
+    return True
+
+
+def language_offer(turn: Turn) -> Speech:
+    """The offer of English, said in the English voice whatever the call's language."""
+    english = prompts.catalogue("en")
+    return [(english.text("language_offer"), english)]  # type: ignore[list-item]
+
+
+def ticket_number(turn: Turn) -> Speech:
+    ticket = _call(turn).ticket
+    return prompts.spoken_digits(ticket.number or "") if ticket else []
+
+
+def next_steps(turn: Turn) -> Speech:
+    call = _call(turn)
+    catalogue = prompts.catalogue(call.language)
+    if call.ticket is not None and call.ticket.recording_sid is None:
+        return [catalogue.text("ticket_no_audio")]
+    if call.customer is None:
+        return [catalogue.text("ticket_next_steps_unregistered")]
+    return [catalogue.text("ticket_next_steps")]
+
+
+ACTIONS: dict[str, Action] = {
+    "set_language": set_language,
+    "identify_caller": identify_caller,
+    "greet": greet,
+    "check_callback_number": check_callback_number,
+    "check_customer_code": check_customer_code,
+    "set_severity": set_severity,
+    "keep_recording": keep_recording,
+    "forget_recording": forget_recording,
+    "open_ticket": open_ticket,
+    "business_hours": business_hours,
+}
+
+SPEAKERS: dict[str, Speaker] = {
+    "language_offer": language_offer,
+    "ticket_number": ticket_number,
+    "next_steps": next_steps,
+}

@@ -1,0 +1,129 @@
+"""The support line's voice menu, step by step in call order.
+
+Read each step as: what the caller hears, then where each key, silence, wrong key and
+running out of attempts leads. `python -m callflows.support_line` prints it as a table.
+"""
+
+from __future__ import annotations
+
+from callflows import actions
+from callflows.engine import Branch, CallFlow, Entry, Hangup, Menu, Record, Transfer, again, go
+
+TOO_MANY = "too_many_attempts"
+
+STEPS = [
+    Menu(
+        "welcome",
+        prompt=("welcome", "@language_offer"),
+        options={"9": go("identify", do="set_language", arg="en")},
+        silence=go("identify"),
+        other_key=go("identify"),  # a caller keying ahead is not a mistake
+        exhausted=go("identify"),
+        timeout=2,
+    ),
+    Branch(
+        "identify",
+        decide="identify_caller",
+        events={
+            "known": go("main_menu", do="greet"),
+            "unknown": go("customer_code"),
+            "withheld": go("callback_number"),
+        },
+    ),
+    Entry(
+        "callback_number",
+        prompt=("callback_number",),
+        check="check_callback_number",
+        events={
+            "known": go("main_menu", do="greet"),
+            "unknown": go("customer_code"),
+            "invalid": again("callback_number_invalid"),
+        },
+        silence=again("no_input"),
+        exhausted=go("customer_code", notice="callback_number_skipped"),
+    ),
+    Entry(
+        "customer_code",
+        prompt=("customer_code",),
+        check="check_customer_code",
+        events={"linked": go("main_menu"), "unknown_code": again("customer_code_unknown")},
+        silence=go("main_menu", notice="unregistered"),
+        exhausted=go("main_menu", notice="unregistered"),
+        max_attempts=2,
+    ),
+    Menu(
+        "main_menu",
+        prompt=("main_menu",),
+        options={
+            "1": go("triage"),
+            "2": go("main_menu", notice="status_coming"),
+            "0": go("operator"),
+            "9": go("main_menu", do="set_language", arg="en"),
+        },
+        exhausted=go("leave_message", notice=TOO_MANY),
+    ),
+    Menu(
+        "triage",
+        prompt=("triage",),
+        options={
+            "1": go("describe_problem", do="set_severity", arg=1),
+            "2": go("describe_problem", do="set_severity", arg=2),
+            "3": go("describe_problem", do="set_severity", arg=3),
+        },
+        exhausted=go("leave_message", notice=TOO_MANY),
+    ),
+    Record(
+        "describe_problem",
+        prompt=("describe_problem",),
+        recorded=go("confirm_recording", do="keep_recording"),
+        hung_up=go("goodbye", do=("keep_recording", "open_ticket"), arg="voicemail"),
+        exhausted=go("ticket_opened", do="open_ticket"),  # twice silent: a ticket without audio
+    ),
+    Menu(
+        "confirm_recording",
+        prompt=("confirm_recording",),
+        options={"1": go("ticket_opened", do="open_ticket"), "2": go("describe_problem", do="forget_recording")},
+        exhausted=go("ticket_opened", do="open_ticket"),
+    ),
+    Menu(
+        "ticket_opened",
+        prompt=("ticket_opened", "@ticket_number", "@next_steps", "ticket_repeat_menu"),
+        options={"1": go("ticket_number_again")},
+        silence=go("goodbye"),
+        exhausted=go("goodbye"),
+    ),
+    Menu(
+        "ticket_number_again",
+        prompt=("ticket_number_again", "@ticket_number", "ticket_repeat_menu"),
+        options={"1": go("ticket_number_again")},
+        silence=go("goodbye"),
+        exhausted=go("goodbye"),
+    ),
+    Branch(
+        "operator",
+        decide="business_hours",
+        events={"open": go("dial_technician"), "closed": go("leave_message", notice="operator_closed")},
+    ),
+    Transfer(
+        "dial_technician",
+        prompt=("operator_connecting",),
+        answered=go("goodbye"),
+        no_answer=go("leave_message", notice="operator_no_answer"),
+    ),
+    Record(
+        "leave_message",
+        prompt=("leave_message",),
+        recorded=go("ticket_opened", do=("keep_recording", "open_ticket"), arg="voicemail"),
+        hung_up=go("goodbye", do=("keep_recording", "open_ticket"), arg="voicemail"),
+        exhausted=go("ticket_opened", do="open_ticket", arg="voicemail"),
+    ),
+    Hangup("goodbye", prompt=("goodbye",)),
+]
+
+FLOW = CallFlow(STEPS, actions.ACTIONS, actions.SPEAKERS)
+
+
+if __name__ == "__main__":
+    width = max(len(step) for step, _, _ in FLOW.table())
+    for step, event, target in FLOW.table():
+        print(f"{step:<{width}}  {event:<28}  {target}")

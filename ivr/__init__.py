@@ -1,0 +1,50 @@
+"""The support line's web app: Twilio webhooks, the JSON API and the CLI."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ivr.hours import BusinessHours
+from ivr.settings import Settings
+from storage.db import make_engine, make_sessionmaker
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app from `settings`, or from the environment."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.config["BUSINESS_HOURS"] = BusinessHours.parse(settings.business_hours, settings.business_timezone)
+    app.config["ENGINE"] = engine = make_engine(settings.database_url)
+    app.config["SESSIONMAKER"] = make_sessionmaker(engine)
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    register_blueprints(app)
+    register_db_teardown(app)
+    register_commands(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    from ivr import api, webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+
+
+def register_db_teardown(app: Flask) -> None:
+    from ivr.db import register_db
+
+    register_db(app)
+
+
+def register_commands(app: Flask) -> None:
+    from ivr.cli import register_cli
+
+    register_cli(app)

@@ -1,0 +1,105 @@
+"""What Twilio tells us about a call outside the menu: its status, its recordings, a fallback message.
+
+Callbacks arrive at least once and in any order; each function here gives the same
+result whatever is repeated, and a call with a message always ends as a ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callflows.urgency import provisional_urgency
+from storage.contacts import get_contact_by_phone
+from storage.models import Call, utcnow
+from storage.phones import is_withheld, masked, to_e164
+from storage.tickets import attach_recording, open_ticket_for_call, record_event
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
+_PROGRESS = ("queued", "initiated", "ringing", "in-progress")
+
+
+def get_or_start_call(session: Session, form: Mapping[str, str]) -> Call:
+    """The call with this CallSid, created (and its caller identified by number) on first sight."""
+    call_sid = form.get("CallSid", "")
+    call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+    if call is not None:
+        return call
+    raw_from = form.get("From")
+    caller = None if is_withheld(raw_from) else to_e164(raw_from)
+    call = Call(call_sid=call_sid, caller=caller, language="it", attempts=0, silent_recordings=0)
+    session.add(call)
+    if caller is not None:
+        contact = get_contact_by_phone(session, caller)
+        if contact is not None:
+            call.contact, call.customer = contact, contact.customer
+    session.flush()
+    log.info("call %s from %s", call_sid, masked(caller))
+    return call
+
+
+def record_call_status(session: Session, form: Mapping[str, str]) -> Call:
+    """Keep how the call ended; a call that ended with an unconfirmed message gets its ticket now."""
+    call = get_or_start_call(session, form)
+    status = form.get("CallStatus", "")
+    if status in FINAL_STATUSES:
+        if call.call_status not in FINAL_STATUSES:
+            call.call_status = status
+            duration = int(form.get("CallDuration") or 0)
+            call.duration = duration
+            call.ended_at = utcnow()
+            if duration:
+                call.ended_at = call.started_at + timedelta(seconds=duration)
+        if call.ticket is None and call.recording_sid is not None:
+            open_voicemail_ticket(session, call)
+    elif status in _PROGRESS and call.call_status not in FINAL_STATUSES:
+        # Progress never overwrites an end that arrived first.
+        if call.call_status is None or _PROGRESS.index(status) >= _PROGRESS.index(call.call_status):
+            call.call_status = status
+    return call
+
+
+def record_recording_status(session: Session, form: Mapping[str, str]) -> Call:
+    """A recording is ready (or absent): attach it to the call's ticket, or open the ticket of a caller who left."""
+    call = get_or_start_call(session, form)
+    if form.get("RecordingStatus", "completed") != "completed":
+        return call
+    sid, url = form.get("RecordingSid", ""), form.get("RecordingUrl", "")
+    if not sid or not url:
+        return call
+    if call.recording_sid is None and call.ticket is None:
+        call.recording_sid, call.recording_url = sid, url
+        call.recording_duration = int(form.get("RecordingDuration") or 0)
+    if call.ticket is not None:
+        if call.ticket.recording_sid is None and call.recording_sid in (None, sid):
+            attach_recording(session, call.ticket, sid, url)
+    elif call.call_status in FINAL_STATUSES and call.recording_sid is not None:
+        open_voicemail_ticket(session, call)
+    return call
+
+
+def record_fallback_message(session: Session, form: Mapping[str, str]) -> Call:
+    """A message taken while the service was failing (kept in the spool first): it becomes a ticket."""
+    call = get_or_start_call(session, form)
+    sid, url = form.get("RecordingSid", ""), form.get("RecordingUrl", "")
+    if call.ticket is None:
+        if sid and url and call.recording_sid is None:
+            call.recording_sid, call.recording_url = sid, url
+        ticket = open_voicemail_ticket(session, call, opened_by="a message taken while the line was failing")
+        record_event(session, ticket, "fallback", f"Message taken by the fallback answer (Twilio error {form.get('ErrorCode') or 'none'}).")
+    elif sid and url:
+        attach_recording(session, call.ticket, sid, url)
+    return call
+
+
+def open_voicemail_ticket(session: Session, call: Call, opened_by: str = "the caller hanging up after the message"):  # type: ignore[no-untyped-def]
+    sla = call.customer.sla if call.customer is not None else None
+    return open_ticket_for_call(
+        session, call, provisional_urgency(call.severity, sla), voicemail=True, opened_by=opened_by
+    )

@@ -1,0 +1,47 @@
+"""Commands: `flask --app wsgi init-db | import-contacts FILE | relay`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+from storage import db
+from storage.contacts import ContactImportError, import_contacts
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("init-db")
+    def init_db() -> None:
+        """Bring the database schema up to date."""
+        db.upgrade(current_app.config["SETTINGS"].database_url)
+        click.echo("database is up to date")
+
+    @app.cli.command("import-contacts")
+    @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    def import_contacts_command(csv_file: Path) -> None:
+        """Load the customer directory from CSV (all or nothing)."""
+        text = csv_file.read_text(encoding="utf-8-sig")
+        with current_app.config["SESSIONMAKER"]() as session:
+            try:
+                with session.begin():
+                    summary = import_contacts(session, text)
+            except ContactImportError as error:
+                click.echo(f"{csv_file}: nothing imported, fix these lines:", err=True)
+                for problem in error.problems:
+                    click.echo(f"  {problem}", err=True)
+                sys.exit(1)
+        click.echo(
+            f"customers: {summary.customers_added} added, {summary.customers_updated} updated; "
+            f"contacts: {summary.contacts_added} added, {summary.contacts_updated} updated"
+        )
+
+    @app.cli.command("relay")
+    @click.option("--once", is_flag=True, help="Relay what is pending now, then stop.")
+    def relay_command(once: bool) -> None:
+        """Enqueue pending work and ingest the fallback spool, every RELAY_INTERVAL seconds."""
+        from ivr.relay import run_relay
+
+        run_relay(current_app.config["SETTINGS"], current_app.config["SESSIONMAKER"], once=once)

@@ -1,0 +1,153 @@
+"""Twilio's voice webhooks: the menu, the status and recording callbacks, and the fallback answer.
+
+Views are thin: they read the form, let the call flow or `ivr.calls` do the work, and
+answer TwiML. Whatever fails, the caller hears an apology and can still leave a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, request, url_for
+from twilio.twiml.voice_response import VoiceResponse
+
+import prompts
+from callflows.engine import Turn
+from callflows.support_line import FLOW
+from ivr import calls, spool
+from ivr.db import db_session
+from ivr.twilio_auth import twilio_signed
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+
+@bp.post("/voice")
+@twilio_signed
+def voice() -> Response:
+    """The number's Voice URL: a new call."""
+    return _menu_turn(FLOW.answer)
+
+
+@bp.post("/step/<step>")
+@twilio_signed
+def step(step: str) -> Response:
+    """The caller's input (keys, a recording, a transfer's end) at a step of the menu."""
+    event = request.args.get("event")
+    return _menu_turn(lambda turn: FLOW.handle(turn, step, event))
+
+
+@bp.post("/status")
+@twilio_signed
+def status() -> Response:
+    """The call's status callback: how it ended."""
+    return _callback("call_status", calls.record_call_status)
+
+
+@bp.post("/recording")
+@twilio_signed
+def recording() -> Response:
+    """The recording status callback: the audio is ready, or absent."""
+    return _callback("recording_status", calls.record_recording_status)
+
+
+@bp.post("/fallback")
+@twilio_signed
+def fallback() -> Response:
+    """The number's fallback URL: apologise and take a message, needing neither database nor Redis."""
+    log.warning("fallback answer for a call (Twilio error %s)", request.form.get("ErrorCode", "-"))
+    return twiml(apology())
+
+
+@bp.post("/fallback/message")
+@twilio_signed
+def fallback_message() -> Response:
+    """The message taken by the apology: kept on disk, made into a ticket by the relay."""
+    try:
+        spool.keep(current_app.config["SETTINGS"].spool_dir, "fallback_message", request.form)
+    except OSError:
+        log.exception("could not spool a fallback message")
+    response = VoiceResponse()
+    for language in prompts.LANGUAGES:
+        catalogue = prompts.catalogue(language)
+        response.say(catalogue.text("message_kept"), voice=catalogue.voice, language=catalogue.say_language)
+    response.hangup()
+    return twiml(response)
+
+
+def _menu_turn(answer: Callable[[Turn], VoiceResponse]) -> Response:
+    settings = current_app.config["SETTINGS"]
+    session = db_session()
+    try:
+        call = calls.get_or_start_call(session, request.form)
+        turn = Turn(
+            call=call,
+            session=session,
+            is_open=lambda: current_app.config["BUSINESS_HOURS"].is_open(utcnow()),
+            step_url=lambda name, event=None: external_url("twilio.step", step=name, event=event),
+            recording_callback_url=external_url("twilio.recording"),
+            max_recording_seconds=settings.max_recording_seconds,
+            dial_number=settings.on_call_number,
+            dial_timeout=settings.dial_timeout,
+            form=request.form,
+        )
+        response = answer(turn)
+        session.commit()
+        return twiml(response)
+    except Exception:
+        session.rollback()
+        log.exception("the menu failed at %s; apologising and taking a message", request.path)
+        return twiml(apology())
+
+
+def _callback(kind: str, handle: Callable[..., object]) -> Response:
+    session = db_session()
+    try:
+        handle(session, request.form)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("%s callback failed; keeping it in the spool", kind)
+        try:
+            spool.keep(current_app.config["SETTINGS"].spool_dir, kind, request.form)
+        except OSError:
+            log.exception("could not spool the %s callback either", kind)
+    return Response(status=204)
+
+
+def apology() -> VoiceResponse:
+    """Sorry, in both languages, then a recorded message that will become a ticket."""
+    settings = current_app.config["SETTINGS"]
+    response = VoiceResponse()
+    for language in prompts.LANGUAGES:
+        catalogue = prompts.catalogue(language)
+        response.say(catalogue.text("sorry_error"), voice=catalogue.voice, language=catalogue.say_language)
+    response.record(
+        action=external_url("twilio.fallback_message"),
+        method="POST",
+        max_length=settings.max_recording_seconds,
+        finish_on_key="#",
+        timeout=5,
+        play_beep=True,
+        recording_status_callback=external_url("twilio.recording"),
+        recording_status_callback_event="completed absent",
+    )
+    # Silence: the message step still runs, so the call is kept even without audio.
+    response.redirect(external_url("twilio.fallback_message"), method="POST")
+    return response
+
+
+def external_url(endpoint: str, **values: object) -> str:
+    """An absolute URL Twilio can call back: on PUBLIC_BASE_URL when set."""
+    values = {k: v for k, v in values.items() if v is not None}
+    base = current_app.config["SETTINGS"].public_base_url
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+def twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), mimetype="text/xml")

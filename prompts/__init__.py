@@ -1,0 +1,65 @@
+"""Everything the line says, per language: Italian first, English second.
+
+Each language has one catalogue, `prompts/<lang>.toml`, with its Twilio voice and the
+texts by key. Numbers are spoken through `spoken_digits`, never glued into strings.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+LANGUAGES = ("it", "en")
+DEFAULT_LANGUAGE = "it"
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Silence between spoken parts, in seconds."""
+
+    seconds: int = 1
+
+
+Speech = list["str | Pause"]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    language: str
+    voice: str
+    say_language: str  # BCP-47, for Twilio's <Say language=...>
+    texts: dict[str, str]
+
+    def text(self, key: str, **values: object) -> str:
+        """The text for `key`, falling back to the default language, with placeholders filled."""
+        template = self.texts.get(key)
+        if template is None:
+            template = catalogue(DEFAULT_LANGUAGE).texts[key]
+        return template.format(**values) if values else template
+
+
+@cache
+def catalogue(language: str) -> Catalogue:
+    """The catalogue of `language`; an unknown language gets the default one."""
+    if language not in LANGUAGES:
+        language = DEFAULT_LANGUAGE
+    data = tomllib.loads(Path(__file__).with_name(f"{language}.toml").read_text(encoding="utf-8"))
+    return Catalogue(language, data["voice"]["voice"], data["voice"]["language"], data["text"])
+
+
+def spoken_digits(number: str, group: int = 3) -> Speech:
+    """A number read slowly, digit by digit, in groups with a pause between them."""
+    groups = [number[i : i + group] for i in range(0, len(number), group)]
+    speech: Speech = []
+    for index, chunk in enumerate(groups):
+        if index:
+            speech.append(Pause(1))
+        speech.append(", ".join(chunk) + ".")
+    return speech
+
+
+def spoken_phone(number: str) -> str:
+    """A phone number read digit by digit (without the leading +)."""
+    return ", ".join(number.lstrip("+"))

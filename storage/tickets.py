@@ -1,0 +1,109 @@
+"""Opening tickets, writing their thread, and finding them again."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Call, PendingWork, Ticket, TicketEvent, utcnow
+from storage.ticket_numbers import FIRST_SERIAL, ticket_number
+
+URGENCIES = ("low", "normal", "high", "critical")
+FOLLOW_UP = "follow_up"  # the PendingWork kind: recording, transcript and emails of a new ticket
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    return session.get(Ticket, ticket_id)
+
+
+def get_ticket_by_number(session: Session, number: str) -> Ticket | None:
+    return session.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
+
+
+def get_tickets_of_caller(session: Session, caller: str) -> list[Ticket]:
+    return list(
+        session.scalars(
+            select(Ticket).where(Ticket.caller == caller).order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        )
+    )
+
+
+def record_event(session: Session, ticket: Ticket, kind: str, text: str, at: datetime | None = None) -> TicketEvent:
+    """Append an entry to the ticket's thread."""
+    event = TicketEvent(ticket=ticket, kind=kind, text=text, at=at or utcnow())
+    session.add(event)
+    ticket.updated_at = utcnow()
+    return event
+
+
+def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemail: bool, opened_by: str) -> Ticket:
+    """Open the one ticket of this call (or return it if it exists) and queue its follow-up work.
+
+    Idempotent: the call's CallSid is unique on tickets, so a repeated webhook never
+    opens a second ticket. The caller flushes and commits.
+    """
+    if call.ticket is not None:
+        return call.ticket
+    existing = session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).one_or_none()
+    if existing is not None:
+        call.ticket = existing
+        return existing
+
+    ticket = Ticket(
+        urgency=urgency,
+        channel="phone",
+        language=call.language,
+        caller=call.caller,
+        callback_number=call.callback_number,
+        customer_id=call.customer_id,
+        contact_id=call.contact_id,
+        needs_match=call.customer_id is None,
+        voicemail=voicemail,
+        severity=call.severity,
+        call_sid=call.call_sid,
+        recording_sid=call.recording_sid,
+        recording_url=call.recording_url,
+    )
+    session.add(ticket)
+    session.flush()  # the id gives the serial, and so the number
+    ticket.number = ticket_number(FIRST_SERIAL + ticket.id - 1)
+    call.ticket = ticket
+    record_event(session, ticket, "opened", _opening_note(call, ticket, opened_by))
+    if call.recording_sid is None:
+        record_event(session, ticket, "no_audio", "The caller left no recorded description.")
+    session.add(PendingWork(kind=FOLLOW_UP, ticket_id=ticket.id))
+    return ticket
+
+
+def attach_recording(session: Session, ticket: Ticket, recording_sid: str, recording_url: str) -> bool:
+    """Attach a recording that arrived after the ticket was opened; False if it already has one."""
+    if ticket.recording_sid is not None:
+        return False
+    ticket.recording_sid = recording_sid
+    ticket.recording_url = recording_url
+    record_event(session, ticket, "recording", "The recording of the call arrived after the ticket was opened.")
+    work = session.scalars(
+        select(PendingWork).where(PendingWork.kind == FOLLOW_UP, PendingWork.ticket_id == ticket.id)
+    ).one()
+    # The follow-up may already be done (emails sent without a transcript): run it again
+    # for the transcript; the emails it already sent are not sent twice.
+    work.done_at = None
+    work.failed_at = None
+    work.enqueued_at = None
+    return True
+
+
+def _opening_note(call: Call, ticket: Ticket, opened_by: str) -> str:
+    severity = {1: "everything is stopped", 2: "it partly works", 3: "a request or information"}
+    parts = [f"Ticket opened by {opened_by}, provisional urgency {ticket.urgency}."]
+    if call.severity in severity:
+        parts.append(f"Caller's triage: {severity[call.severity]}.")
+    if call.customer_id is None:
+        parts.append("Unregistered caller: match to a customer.")
+    if call.callback_number:
+        parts.append(f"Callback number given: {call.callback_number}.")
+    if ticket.voicemail:
+        parts.append("Voicemail-backed: the caller did not confirm the message on the line.")
+    return " ".join(parts)
