@@ -37,7 +37,7 @@ def identify_caller(turn: Turn, _: object) -> str:
 def greet(turn: Turn, _: object) -> None:
     call = _call(turn)
     if call.customer is not None:
-        turn.say("greeting_known", company=call.customer.name)
+        turn.say("greeting_known", company=call.customer.name.rstrip("."))
 
 
 def check_callback_number(turn: Turn, digits: object) -> str:
@@ -59,7 +59,7 @@ def check_customer_code(turn: Turn, digits: object) -> str:
         return "unknown_code"
     call = _call(turn)
     call.customer = customer
-    turn.say("customer_code_linked", company=customer.name)
+    turn.say("customer_code_linked", company=customer.name.rstrip("."))
     return "linked"
 
 
@@ -96,7 +96,10 @@ def open_ticket(turn: Turn, kind: object) -> None:
 
 
 def business_hours(turn: Turn, _: object) -> str:
-    return "open" if turn.dial_number and turn.is_open() else "closed"
+    """open, closed, or nobody (open, but no on-call number is set)."""
+    if not turn.is_open():
+        return "closed"
+    return "open" if turn.dial_number else "nobody"
 
 
 def _link_contact(turn: Turn, number: str) -> bool:

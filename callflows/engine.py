@@ -213,7 +213,8 @@ class CallFlow:
             return step.events[outcome or ""]
         if isinstance(step, Record):
             if turn.form.get("RecordingSid") and int(turn.form.get("RecordingDuration") or 0) > 0:
-                if turn.form.get("CallStatus") == "completed":
+                # Twilio reports a caller who hung up while recording with Digits=hangup.
+                if turn.form.get("Digits") == "hangup" or turn.form.get("CallStatus") == "completed":
                     return step.hung_up
                 return step.recorded
             return step.silence

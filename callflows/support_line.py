@@ -102,7 +102,11 @@ STEPS = [
     Branch(
         "operator",
         decide="business_hours",
-        events={"open": go("dial_technician"), "closed": go("leave_message", notice="operator_closed")},
+        events={
+            "open": go("dial_technician"),
+            "closed": go("leave_message", notice="operator_closed"),
+            "nobody": go("leave_message", notice="operator_no_answer"),
+        },
     ),
     Transfer(
         "dial_technician",

@@ -88,13 +88,18 @@ def record_fallback_message(session: Session, form: Mapping[str, str]) -> Call:
     """A message taken while the service was failing (kept in the spool first): it becomes a ticket."""
     call = get_or_start_call(session, form)
     sid, url = form.get("RecordingSid", ""), form.get("RecordingUrl", "")
-    if call.ticket is None:
+    ticket = call.ticket
+    if ticket is None:
         if sid and url and call.recording_sid is None:
             call.recording_sid, call.recording_url = sid, url
         ticket = open_voicemail_ticket(session, call, opened_by="a message taken while the line was failing")
-        record_event(session, ticket, "fallback", f"Message taken by the fallback answer (Twilio error {form.get('ErrorCode') or 'none'}).")
-    elif sid and url:
-        attach_recording(session, call.ticket, sid, url)
+        record_event(session, ticket, "fallback", "Message taken by the fallback answer.")
+    if sid and url and sid != ticket.recording_sid:
+        if ticket.recording_sid is None:
+            attach_recording(session, ticket, sid, url)
+        elif not any(sid in event.text for event in ticket.events):
+            # The ticket holds one recording; a second message stays findable on the thread.
+            record_event(session, ticket, "extra_recording", f"The caller left another message, recording {sid}: {url}")
     return call
 
 

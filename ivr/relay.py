@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 
 # A job waits this long in the queue before the relay assumes it was lost and sends another.
 REQUEUE_AFTER = timedelta(seconds=120)
-# Backoff for jobs that fail (SMTP down, ...): RQ's scheduler runs the retries.
-RETRY = Retry(max=8, interval=[10, 30, 60, 120, 300, 600, 1800, 3600])
 JOB_TIMEOUT = 600
+
+
+def retry_policy(settings: Settings) -> Retry:
+    """Backoff for jobs that fail (SMTP down, ...): one retry per interval, run by RQ's scheduler."""
+    return Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals))
 
 
 def job_queue(settings: Settings, connection: Redis | None = None) -> Queue:
@@ -55,7 +58,7 @@ def relay_once(settings: Settings, make_session: sessionmaker[Session], queue: Q
                 args=(work.id,),
                 job_id=f"{work.kind}-{work.id}-{work.runs}",
                 timeout=JOB_TIMEOUT,
-                retry=RETRY,
+                retry=retry_policy(settings),
                 failure_ttl=365 * 24 * 3600,
                 description=f"{work.kind} of ticket {work.ticket_id}",
             )

@@ -50,6 +50,7 @@ class Settings:
     dispatch_email: str | None = None
     relay_interval: float = 2.0
     lease_seconds: int = 150
+    retry_intervals: tuple[int, ...] = (10, 30, 60, 120, 300, 600, 1800, 3600)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +80,11 @@ def _convert(name: str, raw: str) -> object:
             return int(raw)
         except ValueError:
             raise SettingsError(f"{name.upper()} must be a whole number") from None
+    if name == "retry_intervals":
+        try:
+            return tuple(int(part) for part in raw.split(",") if part.strip())
+        except ValueError:
+            raise SettingsError("RETRY_INTERVALS must be seconds separated by commas") from None
     if name == "relay_interval":
         return float(raw)
     if name == "public_base_url":

@@ -12,10 +12,14 @@ import sys
 import time
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Worker
 
 from ivr import runtime
 from ivr.relay import run_relay
+from ivr.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -26,15 +30,28 @@ def main() -> None:
     settings = runtime.settings()
     relay = subprocess.Popen([sys.executable, "-m", "ivr.worker", "relay"])
     try:
-        connection = Redis.from_url(settings.redis_url)
-        # Maintenance every minute: jobs of a worker that died are retried within minutes, not ten.
-        worker = Worker(
-            [Queue(settings.queue_name, connection=connection)], connection=connection, maintenance_interval=60
-        )
-        worker.work(with_scheduler=True)
+        _work_while_redis_allows(settings)
     finally:
         relay.terminate()
         relay.wait(timeout=10)
+
+
+def _work_while_redis_allows(settings: Settings) -> None:
+    """Run the RQ worker; when Redis is unreachable (even at start), wait and try again."""
+    delay = 1.0
+    while True:
+        try:
+            connection = Redis.from_url(settings.redis_url)
+            # Maintenance every minute: jobs of a worker that died are retried within minutes, not ten.
+            worker = Worker(
+                [Queue(settings.queue_name, connection=connection)], connection=connection, maintenance_interval=60
+            )
+            worker.work(with_scheduler=True)
+            return
+        except RedisConnectionError as error:
+            log.warning("Redis is not answering (%s); trying again in %.0f s", type(error).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
 
 
 def _relay_while_parent_lives() -> None:

@@ -40,4 +40,4 @@ def ticket_number(serial: int) -> str:
 
 def is_valid(number: str) -> bool:
     """True when `number` is all digits, long enough, and its check digit matches."""
-    return number.isdigit() and len(number) >= 2 and check_digit(number) == "0"
+    return number.isascii() and number.isdigit() and len(number) >= 2 and check_digit(number) == "0"

@@ -22,7 +22,6 @@ from ivr import runtime
 from ivr.jobs import mail
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
 from ivr.jobs.transcription import TranscriptionError, engine_for
-from ivr.relay import RETRY
 from ivr.settings import Settings
 from storage.models import PendingWork, Ticket, utcnow
 from storage.tickets import record_event
@@ -55,7 +54,7 @@ def follow_up_ticket(work_id: int) -> str:
             session.commit()
             return "done"
     except Exception as error:
-        _record_failure(make_session, work_id, error)
+        _record_failure(make_session, work_id, error, settings)
         raise
 
 
@@ -161,7 +160,7 @@ def _send_dispatch_notice(session: Session, ticket: Ticket, settings: Settings) 
     session.commit()
 
 
-def _record_failure(make_session, work_id: int, error: Exception) -> None:  # type: ignore[no-untyped-def]
+def _record_failure(make_session, work_id: int, error: Exception, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     """Keep why the run failed; on the last retry, mark the work failed and say so on the thread."""
     job = get_current_job()
     final = job is None or not job.retries_left
@@ -178,9 +177,11 @@ def _record_failure(make_session, work_id: int, error: Exception) -> None:  # ty
             if ticket is not None:
                 record_event(session, ticket, "follow_up_failed", f"The follow-up failed for good ({reason}); see RQ's failed jobs and retry it.")
         else:
-            # Hold the lease until RQ's scheduled retry, so the relay does not send another copy meanwhile.
-            used = RETRY.max - (job.retries_left or 0)
-            wait = timedelta(seconds=RETRY.intervals[min(used, len(RETRY.intervals) - 1)])
-            work.lease_until = now + wait
+            # RQ's scheduler runs the retry; keep the relay from sending another copy meanwhile
+            # (enqueued_at in the future), but free the lease for the retry itself.
+            intervals = settings.retry_intervals
+            used = len(intervals) - (job.retries_left or 0)
+            wait = timedelta(seconds=intervals[min(max(used, 0), len(intervals) - 1)])
+            work.lease_until = None
             work.enqueued_at = now + wait
     log.warning("follow-up %s failed (%s)%s", work_id, type(error).__name__, "; giving up" if final else "; will retry")
