@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
@@ -106,7 +106,7 @@ class Hangup:
     prompt: tuple[str, ...]
 
 
-Step = Union[Menu, Entry, Record, Transfer, Branch, Hangup]
+Step = Menu | Entry | Record | Transfer | Branch | Hangup
 
 
 class CallState(Protocol):
@@ -289,7 +289,12 @@ class CallFlow:
             pairs = [(f"typed: {e}", g) for e, g in step.events.items()]
             return pairs + [("silence", step.silence), ("exhausted", step.exhausted)]
         if isinstance(step, Record):
-            return [("recorded", step.recorded), ("hung up", step.hung_up), ("silence", step.silence), ("exhausted", step.exhausted)]
+            return [
+                ("recorded", step.recorded),
+                ("hung up", step.hung_up),
+                ("silence", step.silence),
+                ("exhausted", step.exhausted),
+            ]
         if isinstance(step, Transfer):
             return [("answered", step.answered), ("no answer", step.no_answer)]
         if isinstance(step, Branch):

@@ -7,11 +7,11 @@ running out of attempts leads. `python -m callflows.support_line` prints it as a
 from __future__ import annotations
 
 from callflows import actions
-from callflows.engine import Branch, CallFlow, Entry, Hangup, Menu, Record, Transfer, again, go
+from callflows.engine import Branch, CallFlow, Entry, Hangup, Menu, Record, Step, Transfer, again, go
 
 TOO_MANY = "too_many_attempts"
 
-STEPS = [
+STEPS: list[Step] = [
     Menu(
         "welcome",
         prompt=("welcome", "@language_offer"),
@@ -128,6 +128,6 @@ FLOW = CallFlow(STEPS, actions.ACTIONS, actions.SPEAKERS)
 
 
 if __name__ == "__main__":
-    width = max(len(step) for step, _, _ in FLOW.table())
+    print("| step | input | next |\n| --- | --- | --- |")
     for step, event, target in FLOW.table():
-        print(f"{step:<{width}}  {event:<28}  {target}")
+        print(f"| `{step}` | {event} | {target} |")

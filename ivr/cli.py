@@ -10,6 +10,7 @@ from flask import Flask, current_app
 
 from storage import db
 from storage.contacts import ContactImportError, import_contacts
+from storage.tickets import retry_failed_work
 
 
 def register_cli(app: Flask) -> None:
@@ -37,6 +38,13 @@ def register_cli(app: Flask) -> None:
             f"customers: {summary.customers_added} added, {summary.customers_updated} updated; "
             f"contacts: {summary.contacts_added} added, {summary.contacts_updated} updated"
         )
+
+    @app.cli.command("retry-failed")
+    def retry_failed_command() -> None:
+        """Give the work that failed for good another round of retries (after fixing the cause)."""
+        with current_app.config["SESSIONMAKER"]() as session, session.begin():
+            count = retry_failed_work(session)
+        click.echo(f"{count} failed follow-up(s) will run again")
 
     @app.cli.command("relay")
     @click.option("--once", is_flag=True, help="Relay what is pending now, then stop.")

@@ -62,7 +62,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _convert(f.name, raw)
-        missing = [name.upper() for name in ("twilio_account_sid", "twilio_auth_token", "api_token") if name not in values]
+        missing = [
+            name.upper() for name in ("twilio_account_sid", "twilio_auth_token", "api_token") if name not in values
+        ]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
         return cls(**values)  # type: ignore[arg-type]

@@ -34,7 +34,9 @@ def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
         signature = request.headers.get("X-Twilio-Signature", "")
         validator = RequestValidator(current_app.config["SETTINGS"].twilio_auth_token)
         if not signature or not validator.validate(public_url(), request.form, signature):
-            log.warning("rejected a webhook with a %s signature on %s", "wrong" if signature else "missing", request.path)
+            log.warning(
+                "rejected a webhook with a %s signature on %s", "wrong" if signature else "missing", request.path
+            )
             return Response("Forbidden: invalid Twilio signature\n", status=403, mimetype="text/plain")
         return view(*args, **kwargs)
 

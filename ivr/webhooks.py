@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
 from twilio.twiml.voice_response import VoiceResponse
@@ -140,7 +141,7 @@ def apology() -> VoiceResponse:
     return response
 
 
-def external_url(endpoint: str, **values: object) -> str:
+def external_url(endpoint: str, **values: Any) -> str:
     """An absolute URL Twilio can call back: on PUBLIC_BASE_URL when set."""
     values = {k: v for k, v in values.items() if v is not None}
     base = current_app.config["SETTINGS"].public_base_url

@@ -66,7 +66,9 @@ def import_contacts(session: Session, text: str) -> ImportSummary:
         ).one_or_none()
         if contact is None:
             session.add(
-                Contact(customer=customer, name=row.contact_name, email=row.email, phone=row.phone, referent=row.referent)
+                Contact(
+                    customer=customer, name=row.contact_name, email=row.email, phone=row.phone, referent=row.referent
+                )
             )
             counts["contacts_added"] += 1
         else:
@@ -91,7 +93,7 @@ def _parse(text: str) -> list[_Row]:
         if len(fields) != len(HEADER):
             problems.append(f"line {line}: expected {len(HEADER)} fields, found {len(fields)}")
             continue
-        row, row_problems = _check_row(dict(zip(HEADER, (f.strip() for f in fields))))
+        row, row_problems = _check_row(dict(zip(HEADER, (f.strip() for f in fields), strict=True)))
         problems.extend(f"line {line}: {p}" for p in row_problems)
         if row is not None:
             rows.append(row)
@@ -125,7 +127,9 @@ def _check_row(values: dict[str, str]) -> tuple[_Row | None, list[str]]:
     if problems:
         return None, problems
     assert phone is not None
-    return _Row(values["customer_code"], values["customer_name"], sla, values["contact_name"], email, phone, referent == "yes"), []
+    return _Row(
+        values["customer_code"], values["customer_name"], sla, values["contact_name"], email, phone, referent == "yes"
+    ), []
 
 
 def get_customer_by_code(session: Session, code: str) -> Customer | None:

@@ -107,3 +107,15 @@ def _opening_note(call: Call, ticket: Ticket, opened_by: str) -> str:
     if ticket.voicemail:
         parts.append("Voicemail-backed: the caller did not confirm the message on the line.")
     return " ".join(parts)
+
+
+def retry_failed_work(session: Session) -> int:
+    """Make work that failed for good pending again; the relay enqueues it. Returns how many."""
+    failed = list(session.scalars(select(PendingWork).where(PendingWork.failed_at.is_not(None))))
+    for work in failed:
+        work.failed_at = work.enqueued_at = work.lease_until = None
+        work.failures = 0
+        ticket = session.get(Ticket, work.ticket_id)
+        if ticket is not None:
+            record_event(session, ticket, "follow_up_retried", "The failed follow-up was sent for another round.")
+    return len(failed)

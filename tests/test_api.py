@@ -20,7 +20,9 @@ def open_ticket(caller, from_: str = GIULIA) -> str:  # type: ignore[no-untyped-
     call = caller(from_)
     call.dial_in(), call.stay_silent(), call.press("1"), call.press("1"), call.speak()
     opened = call.press("1")
-    groups = [e.text.strip() for e in opened.root.iter("Say") if e.text and re.fullmatch(r"\d(, \d)*\.", e.text.strip())]
+    groups = [
+        e.text.strip() for e in opened.root.iter("Say") if e.text and re.fullmatch(r"\d(, \d)*\.", e.text.strip())
+    ]
     return "".join(ch for text in groups for ch in text if ch.isdigit())
 
 

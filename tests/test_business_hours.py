@@ -1,6 +1,6 @@
 """When the help desk answers the phone: weekly hours in Rome, Italian public holidays closed."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -31,7 +31,7 @@ def test_open_only_in_business_hours_on_working_days(moment, open_):
 
 def test_hours_are_in_rome_time_whatever_the_server_clock():
     # 08:30 UTC in November is 09:30 in Rome
-    assert HOURS.is_open(datetime(2026, 11, 25, 8, 30, tzinfo=timezone.utc))
+    assert HOURS.is_open(datetime(2026, 11, 25, 8, 30, tzinfo=UTC))
 
 
 @pytest.mark.parametrize("spec", ["mon-fri 9-18", "someday 09:00-18:00", "mon 18:00-09:00"])

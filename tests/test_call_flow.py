@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
 from callflows.engine import CallFlow, FlowError, Menu, go
 from callflows.support_line import FLOW
+from ivr.hours import BusinessHours
 from storage.models import Call, PendingWork, Ticket
 from storage.ticket_numbers import is_valid
-from ivr.hours import BusinessHours
 from tests.conftest import ANNA, GIULIA, STRANGER
 
 pytestmark = pytest.mark.usefixtures("directory")
@@ -65,6 +67,15 @@ def test_known_caller_opens_a_ticket_and_hears_its_number(app, caller):
     assert ticket.number in spoken_number(again)
     goodbye = call.stay_silent()
     assert goodbye.verbs()[-1] == "Hangup"
+
+
+def test_logs_hold_no_full_phone_number(app, caller, caplog):
+    caplog.set_level("DEBUG")
+    call = caller(GIULIA)
+    call.dial_in(), call.stay_silent(), call.press("1"), call.press("1"), call.speak(), call.press("1")
+    call.hang_up()
+    assert "CA" in caplog.text  # the call is logged...
+    assert GIULIA[4:] not in caplog.text  # ...but not who called
 
 
 def test_ticket_number_is_read_slowly_in_groups(app, caller):
@@ -171,9 +182,13 @@ def test_wrong_keys_are_asked_again_then_lead_to_a_message(app, caller, step_key
     for key in step_keys:
         call.press(key)
     first_prompt = call.last.said()
-    for attempt in range(2):
+    for _ in range(2):
         answer = call.stay_silent() if bad_input == "silence" else call.press(bad_input)
-        expected = "Non ho ricevuto nessuna scelta" if bad_input == "silence" else "Il tasto premuto non è tra le scelte possibili"
+        expected = (
+            "Non ho ricevuto nessuna scelta"
+            if bad_input == "silence"
+            else "Il tasto premuto non è tra le scelte possibili"
+        )
         assert answer.said().startswith(expected)
         assert first_prompt.split(".")[-2] in answer.said()  # the same question again
     final = call.stay_silent() if bad_input == "silence" else call.press(bad_input)
@@ -335,7 +350,9 @@ def test_a_broken_flow_is_refused_when_it_loads():
     with pytest.raises(FlowError) as refused:
         CallFlow(
             [
-                Menu("start", prompt=("main_menu", "no_such_prompt"), options={"1": go("nowhere")}, exhausted=go("start")),
+                Menu(
+                    "start", prompt=("main_menu", "no_such_prompt"), options={"1": go("nowhere")}, exhausted=go("start")
+                ),
                 Menu("island", prompt=("main_menu",), options={}, exhausted=go("start")),
             ],
             actions={},
@@ -345,3 +362,9 @@ def test_a_broken_flow_is_refused_when_it_loads():
     assert "unknown step 'nowhere'" in message
     assert "'no_such_prompt' missing in it" in message
     assert "island is unreachable" in message
+
+
+def test_the_readme_shows_the_flow_as_it_is():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for step, event, target in FLOW.table():
+        assert f"| `{step}` | {event} | {target} |" in readme

@@ -66,9 +66,13 @@ def test_a_good_file_imports_customers_and_contacts_with_e164_phones(app, tmp_pa
     assert customer(app, "2002").sla == "base"
 
 
-@pytest.mark.parametrize("written", ["0392847438", "+390392847438", "0039 039 2847438", "039 284 7438", "+39 039 2847438"])
+@pytest.mark.parametrize(
+    "written", ["0392847438", "+390392847438", "0039 039 2847438", "039 284 7438", "+39 039 2847438"]
+)
 def test_phone_numbers_are_stored_in_e164_however_they_are_written(app, tmp_path, written):
-    result = import_file(app, tmp_path, HEADER + f"3003,Ferri Srl,business,Paolo Ferri,paolo@ferri.example.it,{written},yes\n")
+    result = import_file(
+        app, tmp_path, HEADER + f"3003,Ferri Srl,business,Paolo Ferri,paolo@ferri.example.it,{written},yes\n"
+    )
     assert result.exit_code == 0, output(result)
     assert contact(app, "paolo@ferri.example.it").phone == "+390392847438"
 
@@ -92,9 +96,8 @@ def test_importing_again_updates_and_never_duplicates(app, tmp_path):
     assert "customers: 0 added, 0 updated; contacts: 0 added, 0 updated" in same_again.output
     assert counts(app) == (2, 3)
 
-    changed = (
-        DIRECTORY_CSV.replace("Studio Verdi,base", "Studio Verdi & Figli,business")
-        .replace("039 2301122,no", "039 2301122,yes")
+    changed = DIRECTORY_CSV.replace("Studio Verdi,base", "Studio Verdi & Figli,business").replace(
+        "039 2301122,no", "039 2301122,yes"
     )
     result = import_file(app, tmp_path, changed, name="changed.csv")
     assert result.exit_code == 0, output(result)
@@ -173,7 +176,11 @@ def test_a_bad_file_leaves_the_existing_directory_untouched(app, tmp_path):
     ids=["renamed", "missing column", "reordered", "empty file"],
 )
 def test_a_file_with_the_wrong_header_is_refused(app, tmp_path, header):
-    body = "" if not header else "1001,Officine Brambilla,premium,Giulia Rossi,giulia@brambilla.example.it,039 2301122,no\n"
+    body = (
+        ""
+        if not header
+        else "1001,Officine Brambilla,premium,Giulia Rossi,giulia@brambilla.example.it,039 2301122,no\n"
+    )
     result = import_file(app, tmp_path, header + body)
     assert result.exit_code != 0
     assert "line 1:" in output(result) and "header" in output(result)

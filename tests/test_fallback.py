@@ -118,7 +118,9 @@ def test_a_message_left_while_the_database_is_down_is_spooled_then_becomes_a_voi
     assert ticket.customer.code == "1001"
     assert any(event.kind == "fallback" for event in ticket.events)
     with app.config["SESSIONMAKER"]() as session:
-        assert session.scalar(select(func.count()).select_from(PendingWork).where(PendingWork.ticket_id == ticket.id)) == 1
+        assert (
+            session.scalar(select(func.count()).select_from(PendingWork).where(PendingWork.ticket_id == ticket.id)) == 1
+        )
 
 
 def test_a_spooled_message_waits_while_the_database_is_still_down(app, broken_app, broken_client, settings):

@@ -6,8 +6,8 @@ import base64
 import io
 import logging
 import struct
-import sys
 import threading
+import time
 import wave
 from collections import Counter
 from collections.abc import Iterator
@@ -19,9 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # no conftest/pythonpath config yet
-
-from ivr.jobs.recordings import (  # noqa: E402
+from ivr.jobs.recordings import (
     RECORDING_SID,
     RecordingRefused,
     RecordingUnavailable,
@@ -58,6 +56,7 @@ class ServerState:
     content_type: str = "audio/x-wav"
     body: bytes = WAV
     send_length: bool = True
+    chunk_delay: float = 0.0  # seconds between 16 kB chunks of the body: a slow server
     hits: Counter[str] = field(default_factory=Counter)
     auth_seen: list[tuple[str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -106,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for i in range(0, len(st.body), 16384):
                 self.wfile.write(st.body[i : i + 16384])
+                self.wfile.flush()
+                time.sleep(st.chunk_delay)
         except (BrokenPipeError, ConnectionResetError):
             pass  # client gave up on purpose (size cap)
 
@@ -259,8 +260,14 @@ def test_connection_refused_is_retried_then_unavailable(make_server, tmp_path):
     srv.server_close()  # nothing listens on that port any more
     with pytest.raises(RecordingUnavailable, match="4 attempts"):
         download_recording(
-            base + RECORDING_PATH, SID, tmp_path, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
-            allowed_hosts={netloc}, not_ready_delays=FAST, timeout=2,
+            base + RECORDING_PATH,
+            SID,
+            tmp_path,
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            allowed_hosts={netloc},
+            not_ready_delays=FAST,
+            timeout=2,
         )
 
 
@@ -352,8 +359,13 @@ def test_plain_http_is_refused_for_non_loopback_hosts_without_a_network_attempt(
     session = CountingSession()
     with pytest.raises(RecordingRefused):
         download_recording(
-            url, SID, tmp_path, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
-            allowed_hosts=allowed, session=session,
+            url,
+            SID,
+            tmp_path,
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            allowed_hosts=allowed,
+            session=session,
         )
     assert session.sent == 0
 
@@ -362,8 +374,13 @@ def test_https_non_allowlisted_host_is_refused_without_a_network_attempt(tmp_pat
     session = CountingSession()
     with pytest.raises(RecordingRefused):
         download_recording(
-            "https://evil.example" + RECORDING_PATH, SID, tmp_path, account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN, allowed_hosts={"api.twilio.com"}, session=session,
+            "https://evil.example" + RECORDING_PATH,
+            SID,
+            tmp_path,
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            allowed_hosts={"api.twilio.com"},
+            session=session,
         )
     assert session.sent == 0
 
@@ -393,9 +410,7 @@ def test_a_relative_redirect_on_the_same_host_keeps_credentials(twilio, tmp_path
     assert [auth for _, auth in twilio.state.auth_seen] == [twilio.state.expected_auth] * 2
 
 
-def test_a_redirect_to_a_host_not_in_the_allowlist_is_refused_and_that_host_got_zero_requests(
-    twilio, other, tmp_path
-):
+def test_a_redirect_to_a_host_not_in_the_allowlist_is_refused_and_that_host_got_zero_requests(twilio, other, tmp_path):
     twilio.state.redirects[RECORDING_PATH + ".wav"] = other.base + f"/media/{SID}.wav"
     with pytest.raises(RecordingRefused):
         fetch(twilio, tmp_path)
@@ -437,6 +452,14 @@ def test_an_oversized_body_is_refused_and_no_file_is_left_behind(twilio, tmp_pat
         fetch(twilio, tmp_path, max_bytes=100_000)
     assert leftovers(tmp_path) == []
     assert twilio.state.total_hits == 1  # size is permanent, not retried
+
+
+def test_a_download_that_trickles_past_the_time_cap_is_abandoned(twilio, tmp_path):
+    twilio.state.body = WAV + b"\0" * 200_000
+    twilio.state.chunk_delay = 0.2  # every read answers in time, the whole body does not
+    with pytest.raises(RecordingUnavailable, match="longer than"):
+        fetch(twilio, tmp_path, max_seconds=0.5, timeout=2)
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("ctype", ["text/html; charset=utf-8", "application/octet-stream", ""])

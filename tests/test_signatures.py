@@ -132,14 +132,20 @@ def test_our_decorator_accepts_the_published_example_request(settings):
         return "let in"
 
     client = app.test_client()
-    accepted = client.post("/myapp.php?foo=1&bar=2", data=VECTOR_PARAMS, headers={"X-Twilio-Signature": VECTOR_SIGNATURE})
+    accepted = client.post(
+        "/myapp.php?foo=1&bar=2", data=VECTOR_PARAMS, headers={"X-Twilio-Signature": VECTOR_SIGNATURE}
+    )
     assert accepted.status_code == 200 and accepted.get_data(as_text=True) == "let in"
 
     other_digits = client.post(
-        "/myapp.php?foo=1&bar=2", data={**VECTOR_PARAMS, "Digits": "1235"}, headers={"X-Twilio-Signature": VECTOR_SIGNATURE}
+        "/myapp.php?foo=1&bar=2",
+        data={**VECTOR_PARAMS, "Digits": "1235"},
+        headers={"X-Twilio-Signature": VECTOR_SIGNATURE},
     )
     assert other_digits.status_code == 403
-    other_query = client.post("/myapp.php?foo=1&bar=3", data=VECTOR_PARAMS, headers={"X-Twilio-Signature": VECTOR_SIGNATURE})
+    other_query = client.post(
+        "/myapp.php?foo=1&bar=3", data=VECTOR_PARAMS, headers={"X-Twilio-Signature": VECTOR_SIGNATURE}
+    )
     assert other_query.status_code == 403
 
 
@@ -231,7 +237,9 @@ def test_the_query_string_is_part_of_the_signed_url(app, client):
     del params["Digits"]
     with_query = f"{BASE_URL}{path}?event=silence"
 
-    accepted = client.post(f"{path}?event=silence", data=params, headers={"X-Twilio-Signature": sign(with_query, params)})
+    accepted = client.post(
+        f"{path}?event=silence", data=params, headers={"X-Twilio-Signature": sign(with_query, params)}
+    )
     assert accepted.status_code == 200
 
     signed_without_query = client.post(

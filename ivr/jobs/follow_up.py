@@ -90,6 +90,8 @@ def _fetch_recording(session: Session, ticket: Ticket, work: PendingWork, settin
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
             allowed_hosts=settings.twilio_recording_hosts,
+            # 8 kHz 16-bit audio is 16 kB a second: generous room for MAX_RECORDING_SECONDS.
+            max_bytes=settings.max_recording_seconds * 64_000 + 1_000_000,
         )
     except RecordingRefused as error:
         ticket.recording_problem = "refused"
@@ -118,7 +120,9 @@ def _transcribe(session: Session, ticket: Ticket, settings: Settings) -> None:
         transcript = engine.transcribe(Path(ticket.recording_path), ticket.language)
     except TranscriptionError as error:
         ticket.transcribed_at = utcnow()
-        record_event(session, ticket, "transcription_failed", f"The recording could not be transcribed ({error}); listen to it.")
+        record_event(
+            session, ticket, "transcription_failed", f"The recording could not be transcribed ({error}); listen to it."
+        )
         session.commit()
         return
     ticket.transcript, ticket.transcribed_at = transcript, utcnow()
@@ -127,7 +131,12 @@ def _transcribe(session: Session, ticket: Ticket, settings: Settings) -> None:
         raised = raised_by_transcript(ticket.urgency, transcript)
         if raised:
             level, words = raised
-            record_event(session, ticket, "urgency_raised", f"Urgency raised from {ticket.urgency} to {level}: the caller said \"{words}\".")
+            record_event(
+                session,
+                ticket,
+                "urgency_raised",
+                f'Urgency raised from {ticket.urgency} to {level}: the caller said "{words}".',
+            )
             ticket.urgency = level
     else:
         record_event(session, ticket, "transcript", "The recording holds no speech: the transcript is empty.")
@@ -175,12 +184,17 @@ def _record_failure(make_session, work_id: int, error: Exception, settings: Sett
             work.failed_at, work.lease_until = now, None
             ticket = session.get(Ticket, work.ticket_id)
             if ticket is not None:
-                record_event(session, ticket, "follow_up_failed", f"The follow-up failed for good ({reason}); see RQ's failed jobs and retry it.")
+                record_event(
+                    session,
+                    ticket,
+                    "follow_up_failed",
+                    f"The follow-up failed for good ({reason}); `flask --app wsgi retry-failed` runs it again.",
+                )
         else:
             # RQ's scheduler runs the retry; keep the relay from sending another copy meanwhile
             # (enqueued_at in the future), but free the lease for the retry itself.
             intervals = settings.retry_intervals
-            used = len(intervals) - (job.retries_left or 0)
+            used = len(intervals) - (job.retries_left or 0 if job else 0)
             wait = timedelta(seconds=intervals[min(max(used, 0), len(intervals) - 1)])
             work.lease_until = None
             work.enqueued_at = now + wait

@@ -84,7 +84,9 @@ def _message(settings: Settings, ticket: Ticket, kind: str, subject: str, body: 
 def send(message: EmailMessage, settings: Settings) -> None:
     """Deliver over SMTP, with TLS and login when configured."""
     if settings.smtp_tls == "ssl":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=30, context=ssl.create_default_context())
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=30, context=ssl.create_default_context()
+        )
     else:
         client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30)
     with client:
@@ -93,5 +95,3 @@ def send(message: EmailMessage, settings: Settings) -> None:
         if settings.smtp_user and settings.smtp_password:
             client.login(settings.smtp_user, settings.smtp_password)
         client.send_message(message)
-
-

@@ -74,13 +74,15 @@ def download_recording(
     allowed_hosts: Collection[str],
     max_bytes: int = 40_000_000,
     timeout: float = 10.0,
+    max_seconds: float = 120.0,
     not_ready_delays: Sequence[float] = (1, 2, 3, 5, 8),
     session: requests.Session | None = None,
 ) -> Path:
     """Fetch ``recording_url + ".wav"`` into ``dest_dir/<sid>.wav`` and return that path.
 
     Raises RecordingRefused (nothing fetched) for unacceptable input or a redirect
-    to a non-allowlisted host, RecordingUnavailable for everything else.
+    to a non-allowlisted host, RecordingUnavailable for everything else. `timeout`
+    bounds each connect and read; `max_seconds` bounds the transfer of one body.
     """
     allowed = _parse_allowed_hosts(allowed_hosts)
     if not isinstance(recording_sid, str) or not RECORDING_SID.fullmatch(recording_sid):
@@ -106,14 +108,17 @@ def download_recording(
         attempt = 0
         while True:
             try:
-                _attempt(sess, fetch_url, origin, auth, allowed, dest, recording_sid, max_bytes, timeout)
+                _attempt(sess, fetch_url, origin, auth, allowed, dest, recording_sid, max_bytes, timeout, max_seconds)
                 log.info("recording downloaded host=%s sid=%s bytes=%d", host, recording_sid, dest.stat().st_size)
                 return dest
             except _Transient as exc:
                 if attempt >= len(delays):
                     log.warning(
                         "recording unavailable host=%s sid=%s reason=%s attempts=%d",
-                        host, recording_sid, exc, attempt + 1,
+                        host,
+                        recording_sid,
+                        exc,
+                        attempt + 1,
                     )
                     raise RecordingUnavailable(
                         f"recording {recording_sid} unavailable after {attempt + 1} attempts: {exc}"
@@ -122,7 +127,11 @@ def download_recording(
                 attempt += 1
                 log.info(
                     "recording not ready host=%s sid=%s reason=%s retry=%d in=%ss",
-                    host, recording_sid, exc, attempt, delay,
+                    host,
+                    recording_sid,
+                    exc,
+                    attempt,
+                    delay,
                 )
                 time.sleep(delay)
     finally:
@@ -140,6 +149,7 @@ def _attempt(
     sid: str,
     max_bytes: int,
     timeout: float,
+    max_seconds: float,
 ) -> None:
     """One pass over the redirect chain starting at ``url``; writes ``dest`` on success."""
     current, current_origin = url, origin
@@ -175,7 +185,7 @@ def _attempt(
             if status != 200:
                 raise RecordingUnavailable(f"HTTP {status} from {host}")
             _check_headers(resp, max_bytes)
-            _save_body(resp, dest, max_bytes)
+            _save_body(resp, dest, max_bytes, max_seconds)
             return
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -195,18 +205,21 @@ def _check_headers(resp: requests.Response, max_bytes: int) -> None:
             raise RecordingUnavailable(f"recording too large ({declared} > {max_bytes} bytes)")
 
 
-def _save_body(resp: requests.Response, dest: Path, max_bytes: int) -> None:
+def _save_body(resp: requests.Response, dest: Path, max_bytes: int, max_seconds: float) -> None:
     """Stream the body into a temp file next to ``dest`` and atomically rename it."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         total = 0
+        deadline = time.monotonic() + max_seconds
         with os.fdopen(fd, "wb") as fh:
             try:
                 for chunk in resp.iter_content(chunk_size=_CHUNK_SIZE):
                     total += len(chunk)
                     if total > max_bytes:
                         raise RecordingUnavailable(f"recording too large (> {max_bytes} bytes)")
+                    if time.monotonic() > deadline:
+                        raise RecordingUnavailable(f"download took longer than {max_seconds:.0f} s")
                     fh.write(chunk)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 raise _Transient(f"body interrupted: {type(exc).__name__}") from None
@@ -256,9 +269,7 @@ def _check_target(url: str, allowed: _Allowed) -> tuple[SplitResult, _Origin]:
         raise _refuse(host_for_log, "missing or invalid host")
     default_port = _DEFAULT_PORTS[scheme]
     effective_port = default_port if port is None else port
-    if (host, effective_port) not in allowed and not (
-        (host, None) in allowed and effective_port == default_port
-    ):
+    if (host, effective_port) not in allowed and not ((host, None) in allowed and effective_port == default_port):
         raise _refuse(host_for_log, "host not in allowlist")
     if scheme != "https" and not _is_loopback_literal(host):
         raise _refuse(host_for_log, "plain http only allowed for loopback ip literals")

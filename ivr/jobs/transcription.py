@@ -78,8 +78,7 @@ _PROMPTS: dict[str, str] = {
         "stampante, rete, posta elettronica, password o VPN."
     ),
     "en": (
-        "A phone call to the IT help desk about a problem with the email "
-        "server, printer, network, password or VPN."
+        "A phone call to the IT help desk about a problem with the email server, printer, network, password or VPN."
     ),
 }
 # Segment-level silence/hallucination filter (Whisper's own defaults).
@@ -159,8 +158,7 @@ def _marker_matches(model_bin: Path, marker: Path) -> bool:
         data = json.loads(marker.read_text(encoding="utf-8"))
         return bool(
             data.get("sha256") == MODEL_BIN_SHA256
-            and {k: data.get(k) for k in ("size", "mtime_ns", "ctime_ns", "ino")}
-            == _stat_key(model_bin)
+            and {k: data.get(k) for k in ("size", "mtime_ns", "ctime_ns", "ino")} == _stat_key(model_bin)
         )
     except (OSError, ValueError, AttributeError):
         return False
@@ -273,10 +271,7 @@ def bundled_model_dir(cache_dir: Path) -> Path:
         if found is None
     ]
     if missing or part1_dir is None or part2_dir is None:
-        raise TranscriptionError(
-            f"bundled Whisper model not available: missing {', '.join(missing)}; "
-            f"{_INSTALL_HINT}"
-        )
+        raise TranscriptionError(f"bundled Whisper model not available: missing {', '.join(missing)}; {_INSTALL_HINT}")
 
     target = Path(cache_dir) / _MODEL_SUBDIR
     try:
@@ -297,15 +292,12 @@ def bundled_model_dir(cache_dir: Path) -> Path:
         total = sum(part.stat().st_size for part in parts)
         if total != MODEL_BIN_SIZE:
             raise TranscriptionError(
-                f"the model parts add up to {total} bytes, not {MODEL_BIN_SIZE}; "
-                f"reinstall them: {_INSTALL_HINT}"
+                f"the model parts add up to {total} bytes, not {MODEL_BIN_SIZE}; reinstall them: {_INSTALL_HINT}"
             )
         started = time.monotonic()
         _install_file(parts, model_bin, MODEL_BIN_SIZE, MODEL_BIN_SHA256)
         _write_marker(model_bin, marker)
-        log.info(
-            "joined and verified %s in %.2fs", model_bin, time.monotonic() - started
-        )
+        log.info("joined and verified %s in %.2fs", model_bin, time.monotonic() - started)
         return target
     except OSError as exc:
         raise TranscriptionError(f"cannot prepare the bundled model: {exc}") from exc
@@ -359,9 +351,7 @@ class FasterWhisperEngine:
                         download_root=str(self.cache_dir),
                     )
                 except Exception as exc:
-                    raise TranscriptionError(
-                        f"cannot load Whisper model {self.model!r}: {exc}"
-                    ) from exc
+                    raise TranscriptionError(f"cannot load Whisper model {self.model!r}: {exc}") from exc
                 log.info(
                     "loaded Whisper model %r in %.2fs",
                     self.model,
@@ -372,10 +362,7 @@ class FasterWhisperEngine:
     def transcribe(self, audio_path: Path, language: str) -> str:
         """Transcribe audio_path in language ("it" or "en"); "" if no speech."""
         if language not in SUPPORTED_LANGUAGES:
-            raise ValueError(
-                f"unsupported language {language!r}; expected one of "
-                f"{', '.join(SUPPORTED_LANGUAGES)}"
-            )
+            raise ValueError(f"unsupported language {language!r}; expected one of {', '.join(SUPPORTED_LANGUAGES)}")
         audio_path = Path(audio_path)
         if not audio_path.is_file():
             raise TranscriptionError(f"audio file not found: {audio_path}")
@@ -397,15 +384,10 @@ class FasterWhisperEngine:
             texts = [
                 segment.text
                 for segment in segments  # decoding happens while iterating
-                if not (
-                    segment.no_speech_prob > _NO_SPEECH_PROB
-                    and segment.avg_logprob < _MIN_AVG_LOGPROB
-                )
+                if not (segment.no_speech_prob > _NO_SPEECH_PROB and segment.avg_logprob < _MIN_AVG_LOGPROB)
             ]
         except Exception as exc:
-            raise TranscriptionError(
-                f"transcription of {audio_path.name} failed: {exc}"
-            ) from exc
+            raise TranscriptionError(f"transcription of {audio_path.name} failed: {exc}") from exc
         text = _WHITESPACE.sub(" ", " ".join(texts)).strip()
         log.info(
             "transcribed %.1fs of audio (%s) in %.2fs: %d segments, %d chars",
