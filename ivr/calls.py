@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callflows.urgency import provisional_urgency
@@ -26,20 +27,28 @@ _PROGRESS = ("queued", "initiated", "ringing", "in-progress")
 
 
 def get_or_start_call(session: Session, form: Mapping[str, str]) -> Call:
-    """The call with this CallSid, created (and its caller identified by number) on first sight."""
+    """The call with this CallSid, created (and its caller identified by number) on first sight.
+
+    The call's row is locked until the transaction ends: the requests of one call (the
+    caller's keys and Twilio's callbacks, which may race) are handled one at a time.
+    """
     call_sid = form.get("CallSid", "")
-    call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+    by_sid = select(Call).where(Call.call_sid == call_sid).with_for_update()
+    call = session.scalars(by_sid).one_or_none()
     if call is not None:
         return call
     raw_from = form.get("From")
     caller = None if is_withheld(raw_from) else to_e164(raw_from)
     call = Call(call_sid=call_sid, caller=caller, language="it", attempts=0, silent_recordings=0)
-    session.add(call)
     if caller is not None:
         contact = get_contact_by_phone(session, caller)
         if contact is not None:
             call.contact, call.customer = contact, contact.customer
-    session.flush()
+    try:
+        with session.begin_nested():  # Twilio may deliver two first requests of a call at once
+            session.add(call)
+    except IntegrityError:
+        return session.scalars(by_sid).one()
     log.info("call %s from %s", call_sid, masked(caller))
     return call
 

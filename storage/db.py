@@ -11,16 +11,24 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets foreign keys, WAL and a busy timeout for several processes."""
+    """An engine for `url`; SQLite gets foreign keys, WAL, real transactions and a busy timeout."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # Let SQLAlchemy, not the driver, begin transactions, so that savepoints work.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+            # Take the write lock up front: concurrent writers (web processes, the worker)
+            # then wait for each other (busy timeout) instead of failing on lock upgrade.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

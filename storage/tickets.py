@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.models import Call, PendingWork, Ticket, TicketEvent, utcnow
@@ -66,8 +67,16 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
         recording_sid=call.recording_sid,
         recording_url=call.recording_url,
     )
-    session.add(ticket)
-    session.flush()  # the id gives the serial, and so the number
+    try:
+        # A savepoint: the same call's ticket may be opened at this moment by another
+        # request (the caller's key and a callback racing); the unique CallSid decides.
+        with session.begin_nested():
+            session.add(ticket)
+            session.flush()  # the id gives the serial, and so the number
+    except IntegrityError:
+        existing = session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).one()
+        call.ticket = existing
+        return existing
     ticket.number = ticket_number(FIRST_SERIAL + ticket.id - 1)
     call.ticket = ticket
     record_event(session, ticket, "opened", _opening_note(call, ticket, opened_by))

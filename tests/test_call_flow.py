@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -368,3 +370,22 @@ def test_the_readme_shows_the_flow_as_it_is():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for step, event, target in FLOW.table():
         assert f"| `{step}` | {event} | {target} |" in readme
+
+
+def test_callbacks_racing_the_callers_confirmation_still_open_one_ticket(app, caller):
+    call = caller(GIULIA)
+    call.dial_in(), call.stay_silent(), call.press("1"), call.press("1"), call.speak()
+    confirm_url = call.last.gather().get("action")
+    racers = [lambda: call.post(confirm_url, {"Digits": "1"}) for _ in range(4)]
+    racers += [call.recording_ready, call.hang_up] * 2
+    barrier = threading.Barrier(len(racers))
+
+    def race(post):
+        barrier.wait()
+        return post()
+
+    with ThreadPoolExecutor(len(racers)) as pool:
+        responses = list(pool.map(race, racers))
+    assert all(r.status_code in (200, 204) for r in responses)
+    assert not any(b"sorry" in r.data.lower() or b"ci scusi" in r.data.lower() for r in responses)
+    assert len(tickets(app)) == 1

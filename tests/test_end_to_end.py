@@ -246,8 +246,9 @@ class Line:
         while time.monotonic() < deadline:
             with self.app.config["SESSIONMAKER"]() as session:
                 work = session.scalars(select(PendingWork)).one_or_none()
-                if work is not None and (work.done_at or work.failed_at):
-                    return self.ticket()
+                finished = work is not None and (work.done_at or work.failed_at)
+            if finished:
+                return self.ticket()
             time.sleep(0.2)
         raise AssertionError(f"the follow-up did not finish in {timeout} s; worker log:\n{self.worker.log()[-3000:]}")
 
@@ -282,9 +283,7 @@ class Line:
 
 def test_known_callers_whole_call_ends_in_a_confirmation_email(line, caller, client):
     call = caller(GIULIA)
-    line.call_with_audio(
-        call, "La stampante e la posta sono bloccate, non funziona niente.", "it", keys=("1", "2")
-    )
+    line.call_with_audio(call, "La stampante e la posta sono bloccate, non funziona niente.", "it", keys=("1", "2"))
     ticket = line.wait_until_followed_up()
 
     assert ticket.transcript and "stampante" in ticket.transcript.lower()
