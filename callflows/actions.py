@@ -7,6 +7,7 @@ route's argument. Speakers return what a prompt's "@name" item says.
 from __future__ import annotations
 
 import prompts
+from callflows import status
 from callflows.engine import Action, Speaker, Turn
 from callflows.urgency import provisional_urgency
 from prompts import Speech
@@ -144,10 +145,18 @@ ACTIONS: dict[str, Action] = {
     "forget_recording": forget_recording,
     "open_ticket": open_ticket,
     "business_hours": business_hours,
+    "status_entry": status.status_entry,
+    "next_own_ticket": status.next_own_ticket,
+    "choose_own_ticket": status.choose_own_ticket,
+    "check_ticket_number": status.check_ticket_number,
+    "check_status_pin": status.check_status_pin,
+    "keep_voice_message": status.keep_voice_message,
 }
 
 SPEAKERS: dict[str, Speaker] = {
     "language_offer": language_offer,
     "ticket_number": ticket_number,
     "next_steps": next_steps,
+    "my_tickets": status.my_tickets,
+    "ticket_status": status.ticket_status,
 }

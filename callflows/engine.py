@@ -77,6 +77,7 @@ class Record:
     exhausted: Go
     silence: Go = again("describe_problem_silence")
     max_attempts: int = 2
+    purpose: str = "ticket"  # told to the recording callback: the call's ticket, or a message on a ticket
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,13 @@ class Turn:
     session: Any  # the storage session the actions use; the request owns commit and rollback
     is_open: Callable[[], bool]  # business hours
     step_url: Callable[..., str]  # step_url(step_name, event=None) -> absolute URL
-    recording_callback_url: str
+    recording_callback_url: Callable[[str], str]  # recording_callback_url(purpose) -> absolute URL
     max_recording_seconds: int
     dial_number: str | None
     dial_timeout: int
     form: Mapping[str, str] = field(default_factory=dict)
+    timezone: str = "Europe/Rome"
+    status_guard: Any = None  # callflows.status.StatusGuard: counts failed status inquiries
     notices: list[Speech] = field(default_factory=list)
 
     def say(self, key: str, **values: object) -> None:
@@ -253,7 +256,7 @@ class CallFlow:
                 timeout=5,
                 play_beep=True,
                 trim="trim-silence",
-                recording_status_callback=turn.recording_callback_url,
+                recording_status_callback=turn.recording_callback_url(step.purpose),
                 recording_status_callback_method="POST",
                 recording_status_callback_event="completed absent",
             )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ivr.hours import BusinessHours
 from ivr.settings import Settings
+from ivr.status_guard import RedisStatusGuard
 from storage.db import make_engine, make_sessionmaker
 
 
@@ -20,6 +22,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["BUSINESS_HOURS"] = BusinessHours.parse(settings.business_hours, settings.business_timezone)
     app.config["ENGINE"] = engine = make_engine(settings.database_url)
     app.config["SESSIONMAKER"] = make_sessionmaker(engine)
+    # Short timeouts: a webhook must answer quickly even when Redis does not.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    app.config["STATUS_GUARD"] = RedisStatusGuard(
+        redis, f"ivr:{settings.queue_name}:status", settings.status_max_failures, settings.status_lock_seconds
+    )
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]

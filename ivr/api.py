@@ -6,13 +6,17 @@ import functools
 import hmac
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, request
 
+from callflows.status import status_speech
 from ivr.db import db_session
-from storage.models import Ticket
+from storage.models import Ticket, utcnow
 from storage.phones import to_e164
-from storage.tickets import get_ticket_by_number, get_tickets_of_caller
+from storage.pins import pin_matches
+from storage.ticket_numbers import is_valid
+from storage.tickets import caller_may_hear, get_ticket_by_number, get_tickets_of_caller
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -36,6 +40,36 @@ def ticket(number: str) -> Any:
     if found is None:
         return jsonify(error="no ticket with that number"), 404
     return jsonify(ticket_json(found))
+
+
+@bp.get("/tickets/<number>/status")
+@token_required
+def ticket_status(number: str) -> Any:
+    """What the line would read to `caller` (E.164) about ticket `number`, under the same rule:
+    the caller is a contact of the ticket's customer (or opened it), or gives the customer's `pin`."""
+    settings = current_app.config["SETTINGS"]
+    session = db_session()
+    caller = to_e164(request.args.get("caller", ""))
+    found = get_ticket_by_number(session, number) if is_valid(number) else None
+    allowed = found is not None and (
+        caller_may_hear(session, found, caller)
+        or pin_matches(request.args.get("pin", ""), found.customer.pin_hash if found.customer else None)
+    )
+    if found is None or not allowed:
+        # One answer for unknown and not-yours: the API tells no more than the line.
+        return jsonify(error="no ticket with that number that this caller may hear about"), 404
+    language = request.args.get("lang", "it")
+    zone = ZoneInfo(settings.business_timezone)
+    speech = status_speech(found, language, utcnow(), zone)
+    return jsonify(
+        number=found.number,
+        phase=found.status,
+        urgency=found.urgency,
+        updated_at=found.updated_at.isoformat(),
+        estimated_restore_at=found.estimated_restore_at.isoformat() if found.estimated_restore_at else None,
+        technician=found.technician.first_name if found.technician else None,
+        said=" ".join(part if isinstance(part, str) else "" for part in speech).replace("  ", " "),
+    )
 
 
 @bp.get("/tickets")
@@ -65,5 +99,7 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "created_at": ticket.created_at.isoformat(),
         "updated_at": ticket.updated_at.isoformat(),
         "confirmation_sent": ticket.confirmation_sent_at is not None,
+        "technician": ticket.technician.name if ticket.technician else None,
+        "estimated_restore_at": ticket.estimated_restore_at.isoformat() if ticket.estimated_restore_at else None,
         "events": [{"kind": e.kind, "at": e.at.isoformat(), "text": e.text} for e in ticket.events],
     }

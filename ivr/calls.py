@@ -18,7 +18,7 @@ from callflows.urgency import provisional_urgency
 from storage.contacts import get_contact_by_phone
 from storage.models import Call, utcnow
 from storage.phones import is_withheld, masked, to_e164
-from storage.tickets import attach_recording, open_ticket_for_call, record_event
+from storage.tickets import add_voice_message, attach_recording, open_ticket_for_call, record_event
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,20 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> Call:
     return call
 
 
-def record_recording_status(session: Session, form: Mapping[str, str]) -> Call:
-    """A recording is ready (or absent): attach it to the call's ticket, or open the ticket of a caller who left."""
+def record_recording_status(session: Session, form: Mapping[str, str], purpose: str = "ticket") -> Call:
+    """A recording is ready (or absent): attach it to the call's ticket, or open the ticket of a caller who left.
+
+    A recording made for a message on an existing ticket (`purpose` "message") is added to that ticket.
+    """
     call = get_or_start_call(session, form)
     if form.get("RecordingStatus", "completed") != "completed":
         return call
     sid, url = form.get("RecordingSid", ""), form.get("RecordingUrl", "")
     if not sid or not url:
+        return call
+    if purpose == "message":
+        if call.inquiry_ticket is not None:
+            add_voice_message(session, call.inquiry_ticket, call.call_sid, sid, url, call.language)
         return call
     if call.recording_sid is None and call.ticket is None:
         call.recording_sid, call.recording_url = sid, url

@@ -1,4 +1,4 @@
-"""Commands: `flask --app wsgi init-db | import-contacts FILE | relay`."""
+"""Commands: `flask --app wsgi init-db | import-contacts FILE | set-pin CODE | retry-failed | relay`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask import Flask, current_app
 
 from storage import db
 from storage.contacts import ContactImportError, import_contacts
+from storage.pins import PinError, set_customer_pin
 from storage.tickets import retry_failed_work
 
 
@@ -38,6 +39,21 @@ def register_cli(app: Flask) -> None:
             f"customers: {summary.customers_added} added, {summary.customers_updated} updated; "
             f"contacts: {summary.contacts_added} added, {summary.contacts_updated} updated"
         )
+
+    @app.cli.command("set-pin")
+    @click.argument("customer_code")
+    @click.option("--clear", is_flag=True, help="Remove the PIN: only the customer's own numbers hear its tickets.")
+    def set_pin_command(customer_code: str, clear: bool) -> None:
+        """Set a customer's phone PIN (4 to 8 digits, asked without echo; or PIN from stdin)."""
+        pin = None if clear else click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+        with current_app.config["SESSIONMAKER"]() as session:
+            try:
+                with session.begin():
+                    set_customer_pin(session, customer_code, pin)
+            except PinError as error:
+                click.echo(f"not changed: {error}", err=True)
+                sys.exit(1)
+        click.echo(f"customer {customer_code}: phone PIN {'removed' if clear else 'set'}")
 
     @app.cli.command("retry-failed")
     def retry_failed_command() -> None:

@@ -54,13 +54,13 @@ def relay_once(settings: Settings, make_session: sessionmaker[Session], queue: Q
         for work in session.scalars(due.order_by(PendingWork.id).limit(100)):
             work.runs += 1
             queue.enqueue_call(
-                "ivr.jobs.follow_up.follow_up_ticket",
+                "ivr.jobs.follow_up.run_pending_work",
                 args=(work.id,),
                 job_id=f"{work.kind}-{work.id}-{work.runs}",
                 timeout=JOB_TIMEOUT,
                 retry=retry_policy(settings),
                 failure_ttl=365 * 24 * 3600,
-                description=f"{work.kind} of ticket {work.ticket_id}",
+                description=f"{work.kind} on ticket {work.ticket_id}",
             )
             work.enqueued_at = utcnow()
             enqueued += 1

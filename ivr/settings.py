@@ -48,6 +48,8 @@ class Settings:
     smtp_password: Secret | None = field(default=None, repr=False)
     mail_from: str = "assistenza@example.com"
     dispatch_email: str | None = None
+    status_max_failures: int = 5
+    status_lock_seconds: int = 3600
     relay_interval: float = 2.0
     lease_seconds: int = 150
     retry_intervals: tuple[int, ...] = (10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -77,7 +79,15 @@ def _convert(name: str, raw: str) -> object:
         return Path(raw)
     if name == "twilio_recording_hosts":
         return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-    if name in ("trusted_proxies", "max_recording_seconds", "dial_timeout", "smtp_port", "lease_seconds"):
+    if name in (
+        "trusted_proxies",
+        "max_recording_seconds",
+        "dial_timeout",
+        "smtp_port",
+        "lease_seconds",
+        "status_max_failures",
+        "status_lock_seconds",
+    ):
         try:
             return int(raw)
         except ValueError:

@@ -19,21 +19,21 @@ from ivr import calls
 
 log = logging.getLogger(__name__)
 
-HANDLERS: dict[str, Callable[[Session, Mapping[str, str]], object]] = {
+HANDLERS: dict[str, Callable[..., object]] = {
     "fallback_message": calls.record_fallback_message,
     "recording_status": calls.record_recording_status,
     "call_status": calls.record_call_status,
 }
 
 
-def keep(spool_dir: Path, kind: str, form: Mapping[str, str]) -> Path:
-    """Write one webhook's form to the spool, atomically."""
+def keep(spool_dir: Path, kind: str, form: Mapping[str, str], **extra: str) -> Path:
+    """Write one webhook's form (and what its URL said, `extra`) to the spool, atomically."""
     if kind not in HANDLERS:
         raise ValueError(f"unknown spool kind {kind!r}")
     spool_dir.mkdir(parents=True, exist_ok=True)
     name = f"{kind}.{uuid.uuid4().hex}.json"
     temporary = spool_dir / f".{name}.tmp"
-    temporary.write_text(json.dumps({"kind": kind, "form": dict(form)}), encoding="utf-8")
+    temporary.write_text(json.dumps({"kind": kind, "form": dict(form), "extra": extra}), encoding="utf-8")
     os.replace(temporary, spool_dir / name)
     return spool_dir / name
 
@@ -47,7 +47,7 @@ def ingest(spool_dir: Path, make_session: sessionmaker[Session]) -> int:
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
             with make_session() as session, session.begin():
-                HANDLERS[entry["kind"]](session, entry["form"])
+                HANDLERS[entry["kind"]](session, entry["form"], **entry.get("extra", {}))
         except Exception:
             log.exception("could not ingest spooled %s; will try again", path.name)
             continue

@@ -51,8 +51,8 @@ def status() -> Response:
 @bp.post("/recording")
 @twilio_signed
 def recording() -> Response:
-    """The recording status callback: the audio is ready, or absent."""
-    return _callback("recording_status", calls.record_recording_status)
+    """The recording status callback: the audio is ready, or absent; `purpose` says what it was recorded for."""
+    return _callback("recording_status", calls.record_recording_status, purpose=request.args.get("purpose", "ticket"))
 
 
 @bp.post("/fallback")
@@ -89,11 +89,15 @@ def _menu_turn(answer: Callable[[Turn], VoiceResponse]) -> Response:
             session=session,
             is_open=lambda: current_app.config["BUSINESS_HOURS"].is_open(utcnow()),
             step_url=lambda name, event=None: external_url("twilio.step", step=name, event=event),
-            recording_callback_url=external_url("twilio.recording"),
+            recording_callback_url=lambda purpose: external_url(
+                "twilio.recording", purpose=None if purpose == "ticket" else purpose
+            ),
             max_recording_seconds=settings.max_recording_seconds,
             dial_number=settings.on_call_number,
             dial_timeout=settings.dial_timeout,
             form=request.form,
+            timezone=settings.business_timezone,
+            status_guard=current_app.config["STATUS_GUARD"],
         )
         response = answer(turn)
         session.commit()
@@ -104,16 +108,16 @@ def _menu_turn(answer: Callable[[Turn], VoiceResponse]) -> Response:
         return twiml(apology())
 
 
-def _callback(kind: str, handle: Callable[..., object]) -> Response:
+def _callback(kind: str, handle: Callable[..., object], **extra: str) -> Response:
     session = db_session()
     try:
-        handle(session, request.form)
+        handle(session, request.form, **extra)
         session.commit()
     except Exception:
         session.rollback()
         log.exception("%s callback failed; keeping it in the spool", kind)
         try:
-            spool.keep(current_app.config["SETTINGS"].spool_dir, kind, request.form)
+            spool.keep(current_app.config["SETTINGS"].spool_dir, kind, request.form, **extra)
         except OSError:
             log.exception("could not spool the %s callback either", kind)
     return Response(status=204)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 LANGUAGES = ("it", "en")
 DEFAULT_LANGUAGE = "it"
@@ -63,3 +65,13 @@ def spoken_digits(number: str, group: int = 3) -> Speech:
 def spoken_phone(number: str) -> str:
     """A phone number read digit by digit (without the leading +)."""
     return ", ".join(number.lstrip("+"))
+
+
+def spoken_when(when: datetime, now: datetime, language: str, timezone: ZoneInfo) -> str:
+    """A moment said naturally, relative to now: "today at 10:40", "yesterday at 18:05", "on 3 November at 9:00"."""
+    text = catalogue(language).text
+    local = when.astimezone(timezone)
+    days = (local.date() - now.astimezone(timezone).date()).days
+    key = {0: "when_today", -1: "when_yesterday", 1: "when_tomorrow"}.get(days, "when_date")
+    month = [m.strip() for m in text("months").split(",")][local.month - 1]
+    return text(key, time=f"{local.hour}:{local.minute:02d}", day=local.day, month=month)

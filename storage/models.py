@@ -93,6 +93,10 @@ class Call(Base):
     recording_duration: Mapped[int | None] = mapped_column(Integer)
     silent_recordings: Mapped[int] = mapped_column(Integer, default=0)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # A status inquiry: the ticket being read, a typed number awaiting the PIN, the own ticket at hand.
+    inquiry_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    inquiry_number: Mapped[str | None] = mapped_column(String(20))
+    inquiry_index: Mapped[int] = mapped_column(Integer, default=0)
     call_status: Mapped[str | None] = mapped_column(String(20))
     duration: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -102,6 +106,7 @@ class Call(Base):
     customer: Mapped[Customer | None] = relationship()
     contact: Mapped[Contact | None] = relationship()
     ticket: Mapped[Ticket | None] = relationship(foreign_keys=[ticket_id])
+    inquiry_ticket: Mapped[Ticket | None] = relationship(foreign_keys=[inquiry_ticket_id])
 
 
 class Ticket(Base):
@@ -120,6 +125,8 @@ class Ticket(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     needs_match: Mapped[bool] = mapped_column(Boolean, default=False)
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("technicians.id"))
+    estimated_restore_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     voicemail: Mapped[bool] = mapped_column(Boolean, default=False)
     severity: Mapped[int | None] = mapped_column(Integer)
     call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -136,9 +143,45 @@ class Ticket(Base):
 
     customer: Mapped[Customer | None] = relationship()
     contact: Mapped[Contact | None] = relationship()
+    technician: Mapped[Technician | None] = relationship()
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="(TicketEvent.at, TicketEvent.id)"
     )
+
+
+class Technician(Base):
+    """A technician who can be assigned to tickets; callers hear only the first name."""
+
+    __tablename__ = "technicians"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.split() else ""
+
+
+class VoiceMessage(Base):
+    """A message a caller added by phone to an existing ticket (status menu, key 1)."""
+
+    __tablename__ = "voice_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(5), default="it")
+    recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    recording_url: Mapped[str] = mapped_column(String(500))
+    recording_path: Mapped[str | None] = mapped_column(String(500))
+    recording_problem: Mapped[str | None] = mapped_column(String(200))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    transcribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship()
 
 
 class TicketEvent(Base):
@@ -163,11 +206,12 @@ class PendingWork(Base):
     """
 
     __tablename__ = "pending_work"
-    __table_args__ = (UniqueConstraint("kind", "ticket_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)  # what the work is about, once
     kind: Mapped[str] = mapped_column(String(40))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("voice_messages.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -8,11 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import Call, PendingWork, Ticket, TicketEvent, utcnow
+from storage.models import Call, Contact, PendingWork, Ticket, TicketEvent, VoiceMessage, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
-FOLLOW_UP = "follow_up"  # the PendingWork kind: recording, transcript and emails of a new ticket
+PHASES = ("received", "triage", "diagnostics", "intervention", "resolved", "closed")
+OPEN_PHASES = PHASES[:4]
+FOLLOW_UP = "follow_up"  # PendingWork kind: recording, transcript and emails of a new ticket
+VOICE_MESSAGE = "voice_message"  # PendingWork kind: a message added by phone to a ticket
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket | None:
@@ -82,7 +85,7 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
     record_event(session, ticket, "opened", _opening_note(call, ticket, opened_by))
     if call.recording_sid is None:
         record_event(session, ticket, "no_audio", "The caller left no recorded description.")
-    session.add(PendingWork(kind=FOLLOW_UP, ticket_id=ticket.id))
+    session.add(PendingWork(key=f"{FOLLOW_UP}:{ticket.id}", kind=FOLLOW_UP, ticket_id=ticket.id))
     return ticket
 
 
@@ -93,9 +96,7 @@ def attach_recording(session: Session, ticket: Ticket, recording_sid: str, recor
     ticket.recording_sid = recording_sid
     ticket.recording_url = recording_url
     record_event(session, ticket, "recording", "The recording of the call arrived after the ticket was opened.")
-    work = session.scalars(
-        select(PendingWork).where(PendingWork.kind == FOLLOW_UP, PendingWork.ticket_id == ticket.id)
-    ).one()
+    work = session.scalars(select(PendingWork).where(PendingWork.key == f"{FOLLOW_UP}:{ticket.id}")).one()
     # The follow-up may already be done (emails sent without a transcript): run it again
     # for the transcript; the emails it already sent are not sent twice.
     work.done_at = None
@@ -128,3 +129,45 @@ def retry_failed_work(session: Session) -> int:
         if ticket is not None:
             record_event(session, ticket, "follow_up_retried", "The failed follow-up was sent for another round.")
     return len(failed)
+
+
+def get_open_tickets_of_contact(session: Session, contact_id: int) -> list[Ticket]:
+    """The contact's tickets not yet resolved or closed, newest first."""
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.contact_id == contact_id, Ticket.status.in_(OPEN_PHASES))
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        )
+    )
+
+
+def caller_may_hear(session: Session, ticket: Ticket, caller: str | None) -> bool:
+    """True when `caller` (E.164) is a contact of the ticket's customer, or the number that opened it."""
+    if caller is None:
+        return False
+    if ticket.caller == caller:
+        return True
+    if ticket.customer_id is None:
+        return False
+    match = select(Contact.id).where(Contact.customer_id == ticket.customer_id, Contact.phone == caller)
+    return session.scalars(match).first() is not None
+
+
+def add_voice_message(
+    session: Session, ticket: Ticket, call_sid: str, recording_sid: str, recording_url: str, language: str
+) -> VoiceMessage:
+    """Append a caller's spoken message to the ticket (once per recording) and queue its follow-up."""
+    existing = session.scalars(select(VoiceMessage).where(VoiceMessage.recording_sid == recording_sid)).one_or_none()
+    if existing is not None:
+        return existing
+    message = VoiceMessage(
+        ticket=ticket, call_sid=call_sid, recording_sid=recording_sid, recording_url=recording_url, language=language
+    )
+    session.add(message)
+    session.flush()
+    record_event(session, ticket, "voice_message", "The caller added a spoken message by phone; transcript to follow.")
+    session.add(
+        PendingWork(key=f"{VOICE_MESSAGE}:{message.id}", kind=VOICE_MESSAGE, ticket_id=ticket.id, message_id=message.id)
+    )
+    return message

@@ -334,13 +334,6 @@ def test_operator_outside_business_hours_takes_a_message(app, caller):
     assert closed.find("Dial") is None and closed.find("Record") is not None
 
 
-def test_status_option_is_announced_as_coming(app, caller):
-    call = caller(GIULIA)
-    call.dial_in(), call.stay_silent()
-    answer = call.press("2")
-    assert "sarà disponibile a breve" in answer.said()
-    assert "Per una nuova richiesta" in answer.said()
-
 
 def test_the_flow_has_no_loose_ends():
     assert FLOW.problems() == []

@@ -21,7 +21,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from ivr.settings import Settings
-from storage.models import PendingWork, Ticket
+from storage.models import PendingWork, Technician, Ticket
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, GIULIA, STRANGER, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("directory")]
@@ -32,6 +32,7 @@ if not _TOOLS_PRESENT and not os.environ.get("CI"):  # in CI, scripts/setup inst
 
 PROJECT = Path(__file__).resolve().parent.parent
 DISPATCH = "dispatch@helpdesk.example.it"
+TECHNICIAN = "luca.ferrari@helpdesk.example.it"
 
 
 def phone_audio(path: Path, text: str, voice: str) -> Path:
@@ -237,15 +238,15 @@ class Line:
 
     def ticket(self) -> Ticket:
         with self.app.config["SESSIONMAKER"]() as session:
-            ticket = session.scalars(select(Ticket)).one()
+            ticket = session.scalars(select(Ticket).order_by(Ticket.id)).first()
             _ = ticket.events
             return ticket
 
-    def wait_until_followed_up(self, timeout: float = 120) -> Ticket:
+    def wait_until_followed_up(self, timeout: float = 120, kind: str = "follow_up") -> Ticket:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.app.config["SESSIONMAKER"]() as session:
-                work = session.scalars(select(PendingWork)).one_or_none()
+                work = session.scalars(select(PendingWork).where(PendingWork.kind == kind)).one_or_none()
                 finished = work is not None and (work.done_at or work.failed_at)
             if finished:
                 return self.ticket()
@@ -405,3 +406,33 @@ def test_a_job_that_finally_fails_is_visible_in_rq_and_on_the_thread(line, calle
     assert any(e.kind == "follow_up_failed" for e in ticket.events)
     registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=Redis.from_url(line.redis.url)))
     assert len(registry.get_job_ids()) == 1
+
+
+def test_a_spoken_message_added_by_phone_reaches_the_thread_and_the_technician(line, caller, client):
+    first = caller(GIULIA)
+    line.call_with_audio(first, "Ho dimenticato la password.", "it")
+    ticket = line.wait_until_followed_up()
+    with line.app.config["SESSIONMAKER"]() as session, session.begin():
+        session.get(Ticket, ticket.id).technician = Technician(name="Luca Ferrari", email=TECHNICIAN)
+
+    call = caller(GIULIA)
+    call.dial_in(), call.stay_silent(), call.press("2")  # status: her open ticket is read first
+    call.press("2")  # its details
+    record = call.press("1").find("Record")
+    sid = "RE" + os.urandom(16).hex()
+    line.recordings.files[sid] = phone_audio(
+        line.tmp / "message.wav", "La stampante e la posta sono bloccate, non funziona niente.", "it"
+    )
+    extra = {"RecordingSid": sid, "RecordingUrl": line.recordings.url(sid), "RecordingDuration": "4"}
+    assert "aggiunto alla richiesta" in call._answer(record.get("action"), extra).said()
+    call.post(record.get("recordingStatusCallback"), {**extra, "RecordingStatus": "completed"})
+    call.hang_up()
+
+    ticket = line.wait_until_followed_up(kind="voice_message")
+    kinds = [e.kind for e in ticket.events]
+    assert "voice_message" in kinds and "voice_message_email" in kinds
+    [words] = [e.text for e in ticket.events if e.kind == "voice_message_transcript"]
+    assert "stampante" in words.lower()
+    [notice] = line.emails_to(TECHNICIAN)
+    assert ticket.number in notice["Subject"] and words in notice.get_content()
+    assert len(line.smtp.messages) == 3  # the confirmation, the dispatchers' notice, the technician's

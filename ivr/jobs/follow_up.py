@@ -1,4 +1,5 @@
-"""The follow-up of a new ticket: fetch the recording, transcribe it, send the emails.
+"""The worker's jobs: the follow-up of a new ticket (fetch the recording, transcribe it,
+send the emails) and of a spoken message added to a ticket (fetch, transcribe, notify).
 
 Safe to run twice, and run at least once: each step records that it is done on the
 ticket, and the job holds a lease on its PendingWork row so two copies never work
@@ -23,39 +24,69 @@ from ivr.jobs import mail
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
-from storage.models import PendingWork, Ticket, utcnow
-from storage.tickets import record_event
+from storage.models import PendingWork, Ticket, VoiceMessage, utcnow
+from storage.tickets import VOICE_MESSAGE, record_event
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_RUNS = 3  # job runs that may fail to fetch the audio before the emails go without it
 
 
-def follow_up_ticket(work_id: int) -> str:
-    """Run the follow-up of one PendingWork row; returns what it did, for RQ's result."""
+def run_pending_work(work_id: int) -> str:
+    """Run one PendingWork row (a new ticket's follow-up or a voice message); returns what it did."""
     settings, make_session = runtime.settings(), runtime.session_factory()
     if not _take_lease(make_session, work_id, settings.lease_seconds):
-        log.info("follow-up %s is done or running elsewhere", work_id)
+        log.info("work %s is done or running elsewhere", work_id)
         return "skipped"
     try:
         with make_session() as session:
             work = session.get(PendingWork, work_id)
             ticket = session.get(Ticket, work.ticket_id) if work else None
             if work is None or ticket is None:
-                log.warning("follow-up %s: its ticket is gone", work_id)
+                log.warning("work %s: its ticket is gone", work_id)
                 return "gone"
-            _fetch_recording(session, ticket, work, settings)
-            _renew_lease(session, work, settings)
-            _transcribe(session, ticket, settings)
-            _renew_lease(session, work, settings)
-            _send_confirmation(session, ticket, settings)
-            _send_dispatch_notice(session, ticket, settings)
+            if work.kind == VOICE_MESSAGE:
+                _follow_up_message(session, ticket, work, settings)
+            else:
+                _follow_up_ticket(session, ticket, work, settings)
             work.done_at, work.lease_until, work.last_error = utcnow(), None, None
             session.commit()
             return "done"
     except Exception as error:
         _record_failure(make_session, work_id, error, settings)
         raise
+
+
+def _follow_up_ticket(session: Session, ticket: Ticket, work: PendingWork, settings: Settings) -> None:
+    _fetch_recording(session, ticket, ticket, work, settings)
+    _renew_lease(session, work, settings)
+    _transcribe(session, ticket, settings)
+    _renew_lease(session, work, settings)
+    _send_confirmation(session, ticket, settings)
+    _send_dispatch_notice(session, ticket, settings)
+
+
+def _follow_up_message(session: Session, ticket: Ticket, work: PendingWork, settings: Settings) -> None:
+    message = session.get(VoiceMessage, work.message_id)
+    if message is None:
+        return
+    _fetch_recording(session, message, ticket, work, settings)
+    _renew_lease(session, work, settings)
+    if message.recording_path and message.transcribed_at is None:
+        transcript = _transcript_of(session, ticket, Path(message.recording_path), message.language, settings)
+        message.transcript, message.transcribed_at = transcript, utcnow()
+        if transcript:
+            record_event(session, ticket, "voice_message_transcript", transcript)
+        elif transcript == "":
+            record_event(session, ticket, "voice_message_transcript", "The message holds no speech.")
+        session.commit()
+    if message.notified_at is None:
+        notice = mail.voice_message_notice(message, ticket, settings)
+        if notice is not None:
+            mail.send(notice, settings)
+            record_event(session, ticket, "voice_message_email", f"Message sent on to {notice['To']}.")
+        message.notified_at = utcnow()
+        session.commit()
 
 
 def _take_lease(make_session, work_id: int, seconds: int) -> bool:  # type: ignore[no-untyped-def]
@@ -79,13 +110,16 @@ def _renew_lease(session: Session, work: PendingWork, settings: Settings) -> Non
     session.commit()
 
 
-def _fetch_recording(session: Session, ticket: Ticket, work: PendingWork, settings: Settings) -> None:
-    if ticket.recording_sid is None or ticket.recording_path or ticket.recording_problem:
+def _fetch_recording(
+    session: Session, audio: Ticket | VoiceMessage, ticket: Ticket, work: PendingWork, settings: Settings
+) -> None:
+    """Download the audio of a ticket or of a message on it; the ticket's thread tells how it went."""
+    if audio.recording_sid is None or audio.recording_path or audio.recording_problem:
         return
     try:
         path = download_recording(
-            ticket.recording_url or "",
-            ticket.recording_sid,
+            audio.recording_url or "",
+            audio.recording_sid,
             settings.recordings_dir,
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
@@ -94,7 +128,7 @@ def _fetch_recording(session: Session, ticket: Ticket, work: PendingWork, settin
             max_bytes=settings.max_recording_seconds * 64_000 + 1_000_000,
         )
     except RecordingRefused as error:
-        ticket.recording_problem = "refused"
+        audio.recording_problem = "refused"
         record_event(session, ticket, "recording_refused", f"The recording was not fetched: {error}.")
         session.commit()
         return
@@ -103,11 +137,11 @@ def _fetch_recording(session: Session, ticket: Ticket, work: PendingWork, settin
         if work.failures < DOWNLOAD_RUNS:
             session.commit()
             raise
-        ticket.recording_problem = "unavailable"
+        audio.recording_problem = "unavailable"
         record_event(session, ticket, "recording_unavailable", f"The recording could not be downloaded: {error}.")
         session.commit()
         return
-    ticket.recording_path = str(path)
+    audio.recording_path = str(path)
     record_event(session, ticket, "recording", f"Recording downloaded ({path.stat().st_size} bytes).")
     session.commit()
 
@@ -115,16 +149,7 @@ def _fetch_recording(session: Session, ticket: Ticket, work: PendingWork, settin
 def _transcribe(session: Session, ticket: Ticket, settings: Settings) -> None:
     if not ticket.recording_path or ticket.transcribed_at is not None:
         return
-    try:
-        engine = engine_for(settings.whisper_model, settings.model_cache_dir)
-        transcript = engine.transcribe(Path(ticket.recording_path), ticket.language)
-    except TranscriptionError as error:
-        ticket.transcribed_at = utcnow()
-        record_event(
-            session, ticket, "transcription_failed", f"The recording could not be transcribed ({error}); listen to it."
-        )
-        session.commit()
-        return
+    transcript = _transcript_of(session, ticket, Path(ticket.recording_path), ticket.language, settings)
     ticket.transcript, ticket.transcribed_at = transcript, utcnow()
     if transcript:
         record_event(session, ticket, "transcript", transcript)
@@ -138,9 +163,20 @@ def _transcribe(session: Session, ticket: Ticket, settings: Settings) -> None:
                 f'Urgency raised from {ticket.urgency} to {level}: the caller said "{words}".',
             )
             ticket.urgency = level
-    else:
+    elif transcript == "":
         record_event(session, ticket, "transcript", "The recording holds no speech: the transcript is empty.")
     session.commit()
+
+
+def _transcript_of(session: Session, ticket: Ticket, audio: Path, language: str, settings: Settings) -> str | None:
+    """The words of a recording; None (and a note on the thread) when it cannot be transcribed."""
+    try:
+        return engine_for(settings.whisper_model, settings.model_cache_dir).transcribe(audio, language)
+    except TranscriptionError as error:
+        record_event(
+            session, ticket, "transcription_failed", f"A recording could not be transcribed ({error}); listen to it."
+        )
+        return None
 
 
 def _send_confirmation(session: Session, ticket: Ticket, settings: Settings) -> None:

@@ -9,7 +9,7 @@ from email.utils import formatdate
 
 import prompts
 from ivr.settings import Settings
-from storage.models import Ticket
+from storage.models import Ticket, VoiceMessage
 
 
 def confirmation(ticket: Ticket, settings: Settings) -> EmailMessage | None:
@@ -66,6 +66,31 @@ def dispatch_notice(ticket: Ticket, settings: Settings) -> EmailMessage | None:
     message = _message(settings, ticket, "dispatch", subject, "\n".join(lines))
     message["To"] = settings.dispatch_email
     return message
+
+
+def voice_message_notice(message: VoiceMessage, ticket: Ticket, settings: Settings) -> EmailMessage | None:
+    """A caller's spoken addition, to the assigned technician, else the dispatchers (in Italian)."""
+    to = ticket.technician.email if ticket.technician is not None else settings.dispatch_email
+    if not to:
+        return None
+    who = ticket.customer.name if ticket.customer else "chiamante non registrato"
+    lines = [
+        f"Il chiamante ha aggiunto un messaggio vocale al ticket {ticket.number} ({who}).",
+        "",
+        "Trascrizione:" if message.transcript else "Trascrizione: non disponibile, ascoltare la registrazione.",
+        message.transcript or "",
+        "",
+        f"Urgenza: {ticket.urgency}; stato: {ticket.status}.",
+    ]
+    email = _message(
+        settings,
+        ticket,
+        f"voice-message-{message.id}",
+        f"Messaggio vocale sul ticket {ticket.number}",
+        "\n".join(lines),
+    )
+    email["To"] = to
+    return email
 
 
 def _message(settings: Settings, ticket: Ticket, kind: str, subject: str, body: str) -> EmailMessage:
