@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import prompts
 from callflows import status
-from callflows.engine import Action, Speaker, Turn
+from callflows.engine import Action, Speaker, Turn, seconds
 from callflows.urgency import provisional_urgency
 from prompts import Speech
 from storage.contacts import get_contact_by_phone, get_customer_by_code
@@ -73,7 +73,7 @@ def keep_recording(turn: Turn, _: object) -> None:
     call = _call(turn)
     call.recording_sid = turn.form.get("RecordingSid") or None
     call.recording_url = turn.form.get("RecordingUrl") or None
-    call.recording_duration = int(turn.form.get("RecordingDuration") or 0)
+    call.recording_duration = seconds(turn.form.get("RecordingDuration"))
 
 
 def forget_recording(turn: Turn, _: object) -> None:

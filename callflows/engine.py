@@ -215,7 +215,7 @@ class CallFlow:
             outcome = self.actions[step.check](turn, digits.rstrip("#"))
             return step.events[outcome or ""]
         if isinstance(step, Record):
-            if turn.form.get("RecordingSid") and int(turn.form.get("RecordingDuration") or 0) > 0:
+            if turn.form.get("RecordingSid") and seconds(turn.form.get("RecordingDuration")) > 0:
                 # Twilio reports a caller who hung up while recording with Digits=hangup.
                 if turn.form.get("Digits") == "hangup" or turn.form.get("CallStatus") == "completed":
                     return step.hung_up
@@ -347,6 +347,14 @@ class CallFlow:
                     target += f" (after {', '.join(_actions(route))})"
                 rows.append((name, label, target))
         return rows
+
+
+def seconds(value: str | None) -> int:
+    """A duration Twilio sent (RecordingDuration, CallDuration); 0 when missing or malformed."""
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0
 
 
 def _actions(route: Go) -> tuple[str, ...]:

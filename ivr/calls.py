@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from callflows.engine import seconds
 from callflows.urgency import provisional_urgency
 from storage.contacts import get_contact_by_phone
 from storage.models import Call, utcnow
@@ -60,7 +61,7 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> Call:
     if status in FINAL_STATUSES:
         if call.call_status not in FINAL_STATUSES:
             call.call_status = status
-            duration = int(form.get("CallDuration") or 0)
+            duration = seconds(form.get("CallDuration"))
             call.duration = duration
             call.ended_at = utcnow()
             if duration:
@@ -91,7 +92,7 @@ def record_recording_status(session: Session, form: Mapping[str, str], purpose: 
         return call
     if call.recording_sid is None and call.ticket is None:
         call.recording_sid, call.recording_url = sid, url
-        call.recording_duration = int(form.get("RecordingDuration") or 0)
+        call.recording_duration = seconds(form.get("RecordingDuration"))
     if call.ticket is not None:
         if call.ticket.recording_sid is None and call.recording_sid in (None, sid):
             attach_recording(session, call.ticket, sid, url)

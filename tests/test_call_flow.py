@@ -334,7 +334,6 @@ def test_operator_outside_business_hours_takes_a_message(app, caller):
     assert closed.find("Dial") is None and closed.find("Record") is not None
 
 
-
 def test_the_flow_has_no_loose_ends():
     assert FLOW.problems() == []
     steps = {step for step, _, _ in FLOW.table()}
@@ -382,3 +381,15 @@ def test_callbacks_racing_the_callers_confirmation_still_open_one_ticket(app, ca
     assert all(r.status_code in (200, 204) for r in responses)
     assert not any(b"sorry" in r.data.lower() or b"ci scusi" in r.data.lower() for r in responses)
     assert len(tickets(app)) == 1
+
+
+def test_malformed_durations_from_twilio_do_not_break_the_call(app, caller):
+    call = caller(GIULIA)
+    call.dial_in(), call.stay_silent(), call.press("1"), call.press("1")
+    record = call.last.find("Record")
+    answer = call._answer(record.get("action"), {"RecordingSid": "RE" + "b" * 32, "RecordingDuration": "n/a"})
+    assert "Non ho sentito nessun messaggio" in answer.said()
+    assert (
+        call.post("https://ivr.example.com/twilio/status", {"CallStatus": "completed", "CallDuration": "x"}).status_code
+        == 204
+    )
