@@ -53,5 +53,7 @@ def register_db_teardown(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from ivr.cli import register_cli
+    from ivr.simulator.commands import register_simulator_cli
 
     register_cli(app)
+    register_simulator_cli(app)
