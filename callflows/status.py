@@ -101,11 +101,9 @@ def check_ticket_number(turn: Turn, digits: object) -> str:
     if not is_valid(number):
         return "invalid"
     call = _call(turn)
-    try:
-        if turn.status_guard.locked(caller_key(call), number):
-            return "locked"
-    except GuardUnavailable:
-        return "unavailable"
+    refusal = _guard_refusal(turn, call, number)
+    if refusal:
+        return refusal
     ticket = get_ticket_by_number(turn.session, number)
     if ticket is not None and caller_may_hear(turn.session, ticket, call.caller):
         call.inquiry_ticket_id = ticket.id
@@ -117,11 +115,9 @@ def check_ticket_number(turn: Turn, digits: object) -> str:
 def check_status_pin(turn: Turn, digits: object) -> str:
     call = _call(turn)
     number = call.inquiry_number or ""
-    try:
-        if turn.status_guard.locked(caller_key(call), number):
-            return "locked"
-    except GuardUnavailable:
-        return "unavailable"
+    refusal = _guard_refusal(turn, call, number)
+    if refusal:
+        return refusal
     ticket = get_ticket_by_number(turn.session, number)
     pin_hash = ticket.customer.pin_hash if ticket is not None and ticket.customer is not None else None
     if ticket is not None and pin_matches(str(digits).strip(), pin_hash):
@@ -129,11 +125,17 @@ def check_status_pin(turn: Turn, digits: object) -> str:
         return "authorized"
     try:
         turn.status_guard.failed(caller_key(call), number)
-        if turn.status_guard.locked(caller_key(call), number):
-            return "locked"
     except GuardUnavailable:
         return "unavailable"
-    return "refused"
+    return _guard_refusal(turn, call, number) or "refused"
+
+
+def _guard_refusal(turn: Turn, call: Call, number: str) -> str | None:
+    """locked or unavailable when status questions about `number` may not be answered to this caller."""
+    try:
+        return "locked" if turn.status_guard.locked(caller_key(call), number) else None
+    except GuardUnavailable:
+        return "unavailable"
 
 
 def keep_voice_message(turn: Turn, _: object) -> None:
