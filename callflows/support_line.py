@@ -152,8 +152,25 @@ STEPS: list[Step] = [
     Menu(
         "ticket_status",
         prompt=("@ticket_status", "status_menu"),
-        options={"1": go("add_message"), "2": go("operator"), "9": go("ticket_status"), "*": go("main_menu")},
+        options={"1": go("add_message"), "2": go("status_operator"), "9": go("ticket_status"), "*": go("main_menu")},
         exhausted=go("main_menu"),
+    ),
+    # A technician about this ticket: the same hours as option 0, but a message left when
+    # nobody answers is added to this ticket rather than opening a new one.
+    Branch(
+        "status_operator",
+        decide="business_hours",
+        events={
+            "open": go("status_dial_technician"),
+            "closed": go("add_message", notice="operator_closed"),
+            "nobody": go("add_message", notice="operator_no_answer"),
+        },
+    ),
+    Transfer(
+        "status_dial_technician",
+        prompt=("operator_connecting",),
+        answered=go("goodbye"),
+        no_answer=go("add_message", notice="operator_no_answer"),
     ),
     Record(
         "add_message",

@@ -353,3 +353,21 @@ def test_any_input_to_any_status_step_is_answered_with_valid_twiml_and_never_ano
     if from_ != ANNA:
         assert verdi not in re.sub(r"\D", "", said)
         assert "Studio Verdi" not in said
+
+
+def test_a_technician_who_does_not_answer_gets_a_message_on_the_same_ticket(app, caller):
+    number = ticket_for(app, "giulia.rossi@brambilla.example.it")
+    call = caller(GIULIA)
+    to_status(call)
+    call.press("2")
+    dial = call.press("2").find("Dial")
+    assert dial is not None and dial.find("Number").text == "+390392847400"
+    message = call._answer(dial.get("action"), {"DialCallStatus": "no-answer"})
+    assert "nessun tecnico è disponibile" in message.said()
+    assert message.find("Record").get("recordingStatusCallback").endswith("?purpose=message")
+    call.speak()
+    call.hang_up()
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 1  # no new ticket
+        [voice_message] = session.scalars(select(VoiceMessage)).all()
+        assert voice_message.ticket.number == number
