@@ -29,6 +29,12 @@ class Go:
     arg: object = None
     notice: str | None = None  # a prompt key said before the next step's own prompt
 
+    @property
+    def actions(self) -> tuple[str, ...]:
+        if self.do is None:
+            return ()
+        return (self.do,) if isinstance(self.do, str) else self.do
+
 
 def go(step: str, do: str | tuple[str, ...] | None = None, arg: object = None, notice: str | None = None) -> Go:
     return Go(step, do, arg, notice)
@@ -190,7 +196,7 @@ class CallFlow:
                     route = current.exhausted  # type: ignore[union-attr]
                     continue
                 return self.render(current, turn)
-            for action in _actions(route):
+            for action in route.actions:
                 self.actions[action](turn, route.arg)
             step = self.steps[route.step]
             if step.name != turn.call.step:
@@ -314,7 +320,7 @@ class CallFlow:
                 if route.step == AGAIN and isinstance(step, (Transfer, Branch)):
                     found.append(f"{step.name} ({label}) cannot ask again")
                 found.extend(
-                    f"{step.name} ({label}) runs unknown action {a!r}" for a in _actions(route) if a not in self.actions
+                    f"{step.name} ({label}) runs unknown action {a!r}" for a in route.actions if a not in self.actions
                 )
                 for key in (route.notice,) if route.notice else ():
                     found.extend(_missing_prompt(step.name, key))
@@ -344,7 +350,7 @@ class CallFlow:
             for label, route in self.routes(self.steps[name]):
                 target = "ask again" if route.step == AGAIN else route.step
                 if route.do:
-                    target += f" (after {', '.join(_actions(route))})"
+                    target += f" (after {', '.join(route.actions)})"
                 rows.append((name, label, target))
         return rows
 
@@ -355,12 +361,6 @@ def seconds(value: str | None) -> int:
         return max(int(value or 0), 0)
     except ValueError:
         return 0
-
-
-def _actions(route: Go) -> tuple[str, ...]:
-    if route.do is None:
-        return ()
-    return (route.do,) if isinstance(route.do, str) else route.do
 
 
 def _missing_prompt(step_name: str, key: str) -> list[str]:

@@ -11,6 +11,29 @@ from callflows.engine import Branch, CallFlow, Entry, Hangup, Menu, Record, Step
 
 TOO_MANY = "too_many_attempts"
 
+
+def technician(name: str, dial: str, message: str) -> list[Step]:
+    """Reach the on-call technician in business hours (`name`, then `dial`); otherwise, or when
+    nobody answers, the caller leaves a message at step `message`."""
+    return [
+        Branch(
+            name,
+            decide="business_hours",
+            events={
+                "open": go(dial),
+                "closed": go(message, notice="operator_closed"),
+                "nobody": go(message, notice="operator_no_answer"),
+            },
+        ),
+        Transfer(
+            dial,
+            prompt=("operator_connecting",),
+            answered=go("goodbye"),
+            no_answer=go(message, notice="operator_no_answer"),
+        ),
+    ]
+
+
 STEPS: list[Step] = [
     Menu(
         "welcome",
@@ -155,23 +178,8 @@ STEPS: list[Step] = [
         options={"1": go("add_message"), "2": go("status_operator"), "9": go("ticket_status"), "*": go("main_menu")},
         exhausted=go("main_menu"),
     ),
-    # A technician about this ticket: the same hours as option 0, but a message left when
-    # nobody answers is added to this ticket rather than opening a new one.
-    Branch(
-        "status_operator",
-        decide="business_hours",
-        events={
-            "open": go("status_dial_technician"),
-            "closed": go("add_message", notice="operator_closed"),
-            "nobody": go("add_message", notice="operator_no_answer"),
-        },
-    ),
-    Transfer(
-        "status_dial_technician",
-        prompt=("operator_connecting",),
-        answered=go("goodbye"),
-        no_answer=go("add_message", notice="operator_no_answer"),
-    ),
+    # A technician about this ticket: when nobody answers, the message goes on this ticket.
+    *technician("status_operator", "status_dial_technician", message="add_message"),
     Record(
         "add_message",
         prompt=("add_message",),
@@ -180,21 +188,8 @@ STEPS: list[Step] = [
         exhausted=go("ticket_status"),
         purpose="message",
     ),
-    Branch(
-        "operator",
-        decide="business_hours",
-        events={
-            "open": go("dial_technician"),
-            "closed": go("leave_message", notice="operator_closed"),
-            "nobody": go("leave_message", notice="operator_no_answer"),
-        },
-    ),
-    Transfer(
-        "dial_technician",
-        prompt=("operator_connecting",),
-        answered=go("goodbye"),
-        no_answer=go("leave_message", notice="operator_no_answer"),
-    ),
+    # Option 0: when nobody answers, or out of hours, the message opens a ticket.
+    *technician("operator", "dial_technician", message="leave_message"),
     Record(
         "leave_message",
         prompt=("leave_message",),

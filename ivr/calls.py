@@ -40,7 +40,7 @@ def get_or_start_call(session: Session, form: Mapping[str, str]) -> Call:
         return call
     raw_from = form.get("From")
     caller = None if is_withheld(raw_from) else to_e164(raw_from)
-    call = Call(call_sid=call_sid, caller=caller, language="it", attempts=0, silent_recordings=0)
+    call = Call(call_sid=call_sid, caller=caller, language="it", attempts=0)
     if caller is not None:
         contact = get_contact_by_phone(session, caller)
         if contact is not None:

@@ -72,9 +72,7 @@ def fallback_message() -> Response:
     except OSError:
         log.exception("could not spool a fallback message")
     response = VoiceResponse()
-    for language in prompts.LANGUAGES:
-        catalogue = prompts.catalogue(language)
-        response.say(catalogue.text("message_kept"), voice=catalogue.voice, language=catalogue.say_language)
+    _say_in_every_language(response, "message_kept")
     response.hangup()
     return twiml(response)
 
@@ -127,9 +125,7 @@ def apology() -> VoiceResponse:
     """Sorry, in both languages, then a recorded message that will become a ticket."""
     settings = current_app.config["SETTINGS"]
     response = VoiceResponse()
-    for language in prompts.LANGUAGES:
-        catalogue = prompts.catalogue(language)
-        response.say(catalogue.text("sorry_error"), voice=catalogue.voice, language=catalogue.say_language)
+    _say_in_every_language(response, "sorry_error")
     response.record(
         action=external_url("twilio.fallback_message"),
         method="POST",
@@ -143,6 +139,13 @@ def apology() -> VoiceResponse:
     # Silence: the message step still runs, so the call is kept even without audio.
     response.redirect(external_url("twilio.fallback_message"), method="POST")
     return response
+
+
+def _say_in_every_language(response: VoiceResponse, key: str) -> None:
+    """Without the call's record we do not know its language: say it in each, Italian first."""
+    for language in prompts.LANGUAGES:
+        catalogue = prompts.catalogue(language)
+        response.say(catalogue.text(key), voice=catalogue.voice, language=catalogue.say_language)
 
 
 def external_url(endpoint: str, **values: Any) -> str:

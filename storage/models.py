@@ -91,7 +91,6 @@ class Call(Base):
     recording_sid: Mapped[str | None] = mapped_column(String(64))
     recording_url: Mapped[str | None] = mapped_column(String(500))
     recording_duration: Mapped[int | None] = mapped_column(Integer)
-    silent_recordings: Mapped[int] = mapped_column(Integer, default=0)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     # A status inquiry: the ticket being read, a typed number awaiting the PIN, the own ticket at hand.
     inquiry_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))

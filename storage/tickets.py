@@ -18,10 +18,6 @@ FOLLOW_UP = "follow_up"  # PendingWork kind: recording, transcript and emails of
 VOICE_MESSAGE = "voice_message"  # PendingWork kind: a message added by phone to a ticket
 
 
-def get_ticket(session: Session, ticket_id: int) -> Ticket | None:
-    return session.get(Ticket, ticket_id)
-
-
 def get_ticket_by_number(session: Session, number: str) -> Ticket | None:
     return session.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
 

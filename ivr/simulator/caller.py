@@ -109,7 +109,6 @@ class ScriptedCaller:
     """Answers from a list, checking what the line said first; when the list runs out, hangs up."""
 
     steps: list[ScriptStep]
-    ran_out: bool = False
     _next: int = 0
 
     @classmethod
@@ -147,7 +146,6 @@ class ScriptedCaller:
     def answer(self, question: Question) -> Answer:
         step = self._take()
         if step is None:
-            self.ran_out = True
             return HangUp()
         check_said(step.expect, question.said)
         return parse_answer(step.answer or "", question)

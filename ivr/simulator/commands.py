@@ -50,8 +50,7 @@ def language_answer(language: str) -> str | None:
         return "-"
     first = FLOW.steps[FLOW.start]
     for key, route in first.options.items() if isinstance(first, Menu) else ():
-        actions = (route.do,) if isinstance(route.do, str) else (route.do or ())
-        if "set_language" in actions and route.arg == language:
+        if "set_language" in route.actions and route.arg == language:
             return key
     return None
 

@@ -94,7 +94,6 @@ def upgrade() -> None:
     sa.Column('recording_sid', sa.String(length=64), nullable=True),
     sa.Column('recording_url', sa.String(length=500), nullable=True),
     sa.Column('recording_duration', sa.Integer(), nullable=True),
-    sa.Column('silent_recordings', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
     sa.Column('inquiry_ticket_id', sa.Integer(), nullable=True),
     sa.Column('inquiry_number', sa.String(length=20), nullable=True),
