@@ -2,6 +2,10 @@
 
 Each action takes the turn (the stored call, the session, the request form) and the
 route's argument. Speakers return what a prompt's "@name" item says.
+
+Only the caller ID Twilio reports identifies a caller (`identify_caller`). A number or a
+customer code typed on the keypad is noted for a dispatcher to confirm: it names no
+company on the line, opens no one's tickets, and sends no email to the customer's people.
 """
 
 from __future__ import annotations
@@ -28,39 +32,48 @@ def set_language(turn: Turn, language: object) -> None:
 
 
 def identify_caller(turn: Turn, _: object) -> str:
-    """known, unknown or withheld: the caller's number looked up in the directory."""
+    """known, unknown or withheld: the caller ID looked up in the directory (the only way to identify a caller)."""
     call = _call(turn)
     if call.caller is None:
         return "withheld"
-    return "known" if _link_contact(turn, call.caller) else "unknown"
+    contact = get_contact_by_phone(turn.session, call.caller)
+    if contact is None:
+        return "unknown"
+    call.contact, call.customer = contact, contact.customer
+    return "known"
 
 
 def greet(turn: Turn, _: object) -> None:
-    call = _call(turn)
-    if call.customer is not None:
-        turn.say("greeting_known", company=call.customer.name.rstrip("."))
+    """Hello with the company's name: for a caller identified by caller ID only."""
+    contact = _call(turn).contact
+    if contact is not None:
+        turn.say("greeting_known", company=contact.customer.name.rstrip("."))
 
 
 def check_callback_number(turn: Turn, digits: object) -> str:
-    """A withheld caller's callback number: invalid, or valid and known or unknown."""
+    """A withheld caller's callback number: invalid, or noted (and the caller stays unknown).
+
+    When the number is a contact's, the contact is only a suggestion for the dispatcher:
+    whoever typed it may not be that person.
+    """
     number = to_e164(str(digits))
     if number is None:
         return "invalid"
     call = _call(turn)
     call.callback_number = number
-    if _link_contact(turn, number):
-        return "known"
+    call.suggested_contact = get_contact_by_phone(turn.session, number)
     turn.say("callback_number_noted", number=prompts.spoken_phone(number))
     return "unknown"
 
 
 def check_customer_code(turn: Turn, digits: object) -> str:
+    """A code typed by a caller the caller ID did not identify: the customer, provisionally, without its name."""
     customer = get_customer_by_code(turn.session, str(digits))
     if customer is None:
         return "unknown_code"
     call = _call(turn)
-    call.customer = customer
-    turn.say("customer_code_linked", company=customer.name.rstrip("."))
+    call.customer = customer  # provisional: the ticket needs a dispatcher's match (no contact, needs_match)
+    turn.say("customer_code_noted")
     return "linked"
 
 
@@ -82,15 +95,27 @@ def forget_recording(turn: Turn, _: object) -> None:
     call.recording_duration = None
 
 
+def sla_of_verified_customer(call: Call) -> str | None:
+    """The SLA that may raise a new ticket's urgency: the customer of the contact known by caller ID.
+
+    A customer code typed on the keypad is a claim, and claims do not buy urgency.
+    """
+    return call.contact.customer.sla if call.contact is not None else None
+
+
+def opening_urgency(call: Call) -> str:
+    """The provisional urgency of the call's ticket: the caller's triage with the verified customer's SLA."""
+    return provisional_urgency(call.severity, sla_of_verified_customer(call))
+
+
 def open_ticket(turn: Turn, kind: object) -> None:
     """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
     call = _call(turn)
     voicemail = kind == "voicemail"
-    sla = call.customer.sla if call.customer is not None else None
     open_ticket_for_call(
         turn.session,
         call,
-        provisional_urgency(call.severity, sla),
+        opening_urgency(call),
         voicemail=voicemail,
         opened_by="a message left on the line" if voicemail else "the caller on the line",
     )
@@ -101,16 +126,6 @@ def business_hours(turn: Turn, _: object) -> str:
     if not turn.is_open():
         return "closed"
     return "open" if turn.dial_number else "nobody"
-
-
-def _link_contact(turn: Turn, number: str) -> bool:
-    contact = get_contact_by_phone(turn.session, number)
-    if contact is None:
-        return False
-    call = _call(turn)
-    call.contact = contact
-    call.customer = contact.customer
-    return True
 
 
 def language_offer(turn: Turn) -> Speech:
@@ -129,7 +144,7 @@ def next_steps(turn: Turn) -> Speech:
     catalogue = prompts.catalogue(call.language)
     if call.ticket is not None and call.ticket.recording_sid is None:
         return [catalogue.text("ticket_no_audio")]
-    if call.customer is None:
+    if call.contact is None:  # not identified by caller ID: no confirmation email, a dispatcher calls back
         return [catalogue.text("ticket_next_steps_unregistered")]
     return [catalogue.text("ticket_next_steps")]
 

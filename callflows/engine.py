@@ -138,7 +138,9 @@ class Turn:
     dial_timeout: int
     form: Mapping[str, str] = field(default_factory=dict)
     timezone: str = "Europe/Rome"
-    status_guard: Any = None  # callflows.status.StatusGuard: counts failed status inquiries
+    status_guard: Any = None  # callflows.status.StatusGuard: counts PIN attempts
+    dispatch_email: str | None = None  # where a locked PIN is reported; None: not reported
+    mail_from: str = "assistenza@example.com"  # the sender of what the line queues (its domain names Message-IDs)
     notices: list[Speech] = field(default_factory=list)
 
     def say(self, key: str, **values: object) -> None:

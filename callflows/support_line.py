@@ -57,11 +57,8 @@ STEPS: list[Step] = [
         "callback_number",
         prompt=("callback_number",),
         check="check_callback_number",
-        events={
-            "known": go("main_menu", do="greet"),
-            "unknown": go("customer_code"),
-            "invalid": again("callback_number_invalid"),
-        },
+        # A typed number is where to call back, never who calls: on to the customer code.
+        events={"unknown": go("customer_code"), "invalid": again("callback_number_invalid")},
         silence=again("no_input"),
         exhausted=go("customer_code", notice="callback_number_skipped"),
     ),

@@ -1,22 +1,25 @@
-"""The JSON API for dispatchers and tools: tickets by number and by caller, behind a bearer token."""
+"""The JSON API for dispatchers and tools: tickets by number and by caller, behind a bearer token.
+
+A PIN never travels in a URL (URLs end up in access logs and browser histories): the
+status endpoint takes it in the `X-Ticket-PIN` header or a POST body, and refuses a
+query string that carries one.
+"""
 
 from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, request
 
-from callflows.status import status_speech
+from callflows.status import AUTHORIZED, LOCKED, UNAVAILABLE, LockReport, may_hear, status_speech
 from ivr.db import db_session
 from storage.models import Ticket, utcnow
 from storage.phones import to_e164
-from storage.pins import pin_matches
-from storage.ticket_numbers import is_valid
-from storage.tickets import caller_may_hear, get_ticket_by_number, get_tickets_of_caller
+from storage.tickets import get_ticket_by_number, get_tickets_of_caller
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -42,23 +45,43 @@ def ticket(number: str) -> Any:
     return jsonify(ticket_json(found))
 
 
-@bp.get("/tickets/<number>/status")
+PIN_HEADER = "X-Ticket-PIN"
+
+
+@bp.route("/tickets/<number>/status", methods=["GET", "POST"])
 @token_required
 def ticket_status(number: str) -> Any:
-    """What the line would read to `caller` (E.164) about ticket `number`, under the same rule:
-    the caller is a contact of the ticket's customer (or opened it), or gives the customer's `pin`."""
+    """What the line would read to `caller` (E.164) about ticket `number`, under the line's own rule and budget.
+
+    GET takes `caller` and `lang` in the query string, POST in a form or JSON body; the PIN
+    comes in the X-Ticket-PIN header or, with POST, the body's `pin`. Unknown, not the
+    caller's and a wrong PIN give the same 404; no attempts left for this caller or this
+    ticket give 423; Redis unreachable, 503 (no guessable question is answered).
+    """
+    if "pin" in request.args:
+        # Refused before anything is counted or looked up; the URL (and so the PIN) is not logged by us.
+        return jsonify(error=f"send the PIN in the {PIN_HEADER} header or in a POST body, never in the URL"), 400
+    fields = _status_fields()
     settings = current_app.config["SETTINGS"]
     session = db_session()
-    caller = to_e164(request.args.get("caller", ""))
-    found = get_ticket_by_number(session, number) if is_valid(number) else None
-    allowed = found is not None and (
-        caller_may_hear(session, found, caller)
-        or pin_matches(request.args.get("pin", ""), found.customer.pin_hash if found.customer else None)
+    verdict = may_hear(
+        session,
+        current_app.config["STATUS_GUARD"],
+        number,
+        to_e164(str(fields.get("caller") or "")),
+        _pin(fields),
+        report=LockReport(settings.dispatch_email, settings.mail_from),
     )
-    if found is None or not allowed:
-        # One answer for unknown and not-yours: the API tells no more than the line.
+    session.commit()  # a locked PIN's report to the dispatchers may have been queued
+    if verdict.outcome == LOCKED:
+        return jsonify(error="too many failed attempts for this caller or this ticket; try again later"), 423
+    if verdict.outcome == UNAVAILABLE:
+        return jsonify(error="ticket status is not available at the moment"), 503
+    if verdict.outcome != AUTHORIZED or verdict.ticket is None:
+        # One answer for unknown, not-yours and a wrong PIN: the API tells no more than the line.
         return jsonify(error="no ticket with that number that this caller may hear about"), 404
-    language = request.args.get("lang", "it")
+    found = verdict.ticket
+    language = str(fields.get("lang") or request.args.get("lang") or "it")
     zone = ZoneInfo(settings.business_timezone)
     speech = status_speech(found, language, utcnow(), zone)
     return jsonify(
@@ -70,6 +93,24 @@ def ticket_status(number: str) -> Any:
         technician=found.technician.first_name if found.technician else None,
         said=" ".join(part if isinstance(part, str) else "" for part in speech).replace("  ", " "),
     )
+
+
+def _status_fields() -> Mapping[str, Any]:
+    """The status request's fields: the query string of a GET, the form or JSON body of a POST."""
+    if request.method == "GET":
+        return request.args
+    if request.is_json:
+        body = request.get_json(silent=True)
+        return body if isinstance(body, dict) else {}
+    return request.form
+
+
+def _pin(fields: Mapping[str, Any]) -> str | None:
+    """The PIN from the X-Ticket-PIN header, or a POST body's `pin`; None when none is given."""
+    given = request.headers.get(PIN_HEADER) or (fields.get("pin") if request.method == "POST" else None)
+    if given is None:
+        return None
+    return str(given).strip() or None
 
 
 @bp.get("/tickets")

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from callflows.actions import opening_urgency
 from callflows.engine import seconds
-from callflows.urgency import provisional_urgency
 from storage.contacts import get_contact_by_phone
-from storage.models import Call, utcnow
+from storage.models import Call, Ticket, utcnow
 from storage.phones import is_withheld, masked, to_e164
 from storage.tickets import add_voice_message, attach_recording, open_ticket_for_call, record_event
 
@@ -120,8 +120,8 @@ def record_fallback_message(session: Session, form: Mapping[str, str]) -> Call:
     return call
 
 
-def open_voicemail_ticket(session: Session, call: Call, opened_by: str = "the caller hanging up after the message"):  # type: ignore[no-untyped-def]
-    sla = call.customer.sla if call.customer is not None else None
-    return open_ticket_for_call(
-        session, call, provisional_urgency(call.severity, sla), voicemail=True, opened_by=opened_by
-    )
+def open_voicemail_ticket(
+    session: Session, call: Call, opened_by: str = "the caller hanging up after the message"
+) -> Ticket:
+    """The ticket of a call that ended on an unconfirmed message; only a caller-ID-verified SLA raises its urgency."""
+    return open_ticket_for_call(session, call, opening_urgency(call), voicemail=True, opened_by=opened_by)

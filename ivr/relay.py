@@ -1,7 +1,7 @@
 """The relay: hands pending work to RQ, and turns the fallback spool into tickets.
 
-Work is written to the database with its ticket (storage.models.PendingWork), so
-nothing depends on Redis answering at that moment. The relay enqueues what is not
+Work is written to the database with its ticket (storage.outbox), so nothing depends
+on Redis answering at that moment. The relay enqueues what is not
 done yet and not leased by a running job; when Redis is down it leaves the rows as
 they are and tries again on its next round. Several relays may run: jobs are idempotent.
 """
@@ -15,18 +15,19 @@ from datetime import timedelta
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivr import spool
 from ivr.settings import Settings
-from storage.models import PendingWork, utcnow
+from storage import outbox
 
 log = logging.getLogger(__name__)
 
 # A job waits this long in the queue before the relay assumes it was lost and sends another.
 REQUEUE_AFTER = timedelta(seconds=120)
 JOB_TIMEOUT = 600
+# Redis answers in milliseconds; one that accepts connections but never answers must not hold the relay.
+REDIS_TIMEOUT = 5.0
 
 
 def retry_policy(settings: Settings) -> Retry:
@@ -35,45 +36,48 @@ def retry_policy(settings: Settings) -> Retry:
 
 
 def job_queue(settings: Settings, connection: Redis | None = None) -> Queue:
-    return Queue(settings.queue_name, connection=connection or Redis.from_url(settings.redis_url))
+    redis = connection or Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
+    return Queue(settings.queue_name, connection=redis)
 
 
 def relay_once(settings: Settings, make_session: sessionmaker[Session], queue: Queue) -> int:
-    """Enqueue each pending work row that is due; returns how many were enqueued."""
-    now = utcnow()
-    enqueued = 0
+    """Enqueue each outbox row that is due; returns how many were enqueued.
+
+    The rows are claimed and committed first; Redis is asked with no transaction open, and
+    what it did not take is put back for the next round (the RedisError is raised again).
+    """
     with make_session() as session, session.begin():
-        due = select(PendingWork).where(
-            PendingWork.done_at.is_(None),
-            PendingWork.failed_at.is_(None),
-            or_(PendingWork.lease_until.is_(None), PendingWork.lease_until < now),
-            or_(PendingWork.enqueued_at.is_(None), PendingWork.enqueued_at < now - REQUEUE_AFTER),
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        for work in session.scalars(due.order_by(PendingWork.id).limit(100)):
-            work.runs += 1
+        claimed = outbox.claim_due(session, REQUEUE_AFTER)
+    enqueued = 0
+    try:
+        for work_id, kind, runs in claimed:
             queue.enqueue_call(
                 "ivr.jobs.follow_up.run_pending_work",
-                args=(work.id,),
-                job_id=f"{work.kind}-{work.id}-{work.runs}",
+                args=(work_id,),
+                job_id=f"{kind}-{work_id}-{runs}",
                 timeout=JOB_TIMEOUT,
                 retry=retry_policy(settings),
                 failure_ttl=365 * 24 * 3600,
-                description=f"{work.kind} on ticket {work.ticket_id}",
+                description=f"{kind} {work_id}",
             )
-            work.enqueued_at = utcnow()
             enqueued += 1
+    except RedisError:
+        with make_session() as session, session.begin():
+            outbox.unclaim(session, [work_id for work_id, _, _ in claimed[enqueued:]])
+        raise
     return enqueued
 
 
 def run_relay(settings: Settings, make_session: sessionmaker[Session], *, once: bool = False) -> None:
     """Relay every RELAY_INTERVAL seconds, forever (or once)."""
     queue = job_queue(settings)
+    report_dead = spool.dead_letter_reporter(settings, make_session)
     redis_was_down = False
     while True:
         try:
-            spool.ingest(settings.spool_dir, make_session)
+            spool.ingest(settings.spool_dir, make_session, report_dead=report_dead)
         except Exception:
             log.exception("spool ingestion failed; will try again")
         try:

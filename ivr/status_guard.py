@@ -1,40 +1,89 @@
-"""Failed status inquiries counted in Redis, per calling number and per ticket number.
+"""PIN attempts counted in Redis, per calling number, per ticket number and per customer.
 
-After `max_failures` failures within `window` seconds, the number (or the ticket) is
-locked for `window` seconds. Every process shares the counters through Redis.
+Each attempt is reserved before its PIN is checked: one MULTI/EXEC increments the three
+counters, so a burst of parallel calls gets no more checks than the budget. A counter
+that reaches `max_failures` locks its subject until its window (`window` seconds from the
+first attempt) ends; a PIN that matches gives its attempt back. Every process shares the
+counters through Redis, with short socket timeouts: when Redis does not answer, the guard
+raises GuardUnavailable and no guessable question is answered.
 """
 
 from __future__ import annotations
 
+import time
+
 from redis import Redis
 from redis.exceptions import RedisError
 
-from callflows.status import GuardUnavailable
+from callflows.status import GuardUnavailable, Reservation
+
+# Give an attempt back only to a counter that still exists: a DECR on an expired key would
+# create one at -1 that never expires, a budget that never runs out.
+_REFUND = """
+for _, key in ipairs(KEYS) do
+    if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
+end
+"""
 
 
 class RedisStatusGuard:
+    """The StatusGuard of callflows.status, on Redis."""
+
     def __init__(self, redis: Redis, prefix: str, max_failures: int = 5, window: int = 3600):
         self.redis, self.prefix, self.max_failures, self.window = redis, prefix, max_failures, window
 
-    def _keys(self, caller_key: str, ticket_number: str | None) -> list[tuple[str, str]]:
-        subjects = [f"caller:{caller_key}"] + ([f"ticket:{ticket_number}"] if ticket_number else [])
-        return [(f"{self.prefix}:fails:{s}", f"{self.prefix}:lock:{s}") for s in subjects]
+    def _counter(self, subject: str) -> str:
+        return f"{self.prefix}:count:{subject}"
 
     def locked(self, caller_key: str, ticket_number: str | None = None) -> bool:
+        """True when the caller (or, given, the ticket) has no attempts left in its window."""
+        subjects = [f"caller:{caller_key}"] + ([f"ticket:{ticket_number}"] if ticket_number else [])
         try:
-            return bool(self.redis.exists(*(lock for _, lock in self._keys(caller_key, ticket_number))))
+            counts = self.redis.mget([self._counter(subject) for subject in subjects])
+        except RedisError as error:
+            raise GuardUnavailable(type(error).__name__) from None
+        return any(int(count or 0) >= self.max_failures for count in counts)  # type: ignore[union-attr]
+
+    def reserve(self, caller_key: str, ticket_number: str, customer_key: str) -> Reservation:
+        """Count one attempt against the caller, the ticket and the customer, before the PIN is checked."""
+        keys = [
+            self._counter(f"caller:{caller_key}"),
+            self._counter(f"ticket:{ticket_number}"),
+            self._counter(customer_key),
+        ]
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:  # the three counts of one attempt, together
+                for key in keys:
+                    pipe.incr(key)
+                    pipe.expire(key, self.window, nx=True)
+                results = pipe.execute()
+        except RedisError as error:
+            raise GuardUnavailable(type(error).__name__) from None
+        caller_count, ticket_count, customer_count = (int(count) for count in results[0::2])
+        return Reservation(
+            caller_key, ticket_number, customer_key, caller_count, ticket_count, customer_count, self.max_failures
+        )
+
+    def refund(self, reservation: Reservation) -> None:
+        """Give back the attempt of a PIN that matched: the right PIN never locks anyone."""
+        keys = [
+            self._counter(f"caller:{reservation.caller_key}"),
+            self._counter(f"ticket:{reservation.ticket_number}"),
+            self._counter(reservation.customer_key),
+        ]
+        try:
+            self.redis.eval(_REFUND, len(keys), *keys)
         except RedisError as error:
             raise GuardUnavailable(type(error).__name__) from None
 
-    def failed(self, caller_key: str, ticket_number: str | None) -> None:
+    def claim_lock_report(self, customer_key: str) -> int | None:
+        """The start of the customer's window (epoch seconds) to the one request that reports its lock; else None."""
+        counter = self._counter(customer_key)
         try:
-            for fails, lock in self._keys(caller_key, ticket_number):
-                with self.redis.pipeline() as pipe:
-                    pipe.incr(fails)
-                    pipe.expire(fails, self.window, nx=True)
-                    count, _ = pipe.execute()
-                if count >= self.max_failures:
-                    self.redis.set(lock, 1, ex=self.window)
-                    self.redis.delete(fails)
+            remaining = self.redis.ttl(counter)
+            remaining = remaining if isinstance(remaining, int) and remaining > 0 else self.window
+            window_start = int(time.time()) - (self.window - remaining)
+            first = self.redis.set(f"{self.prefix}:reported:{customer_key}", window_start, nx=True, ex=remaining)
         except RedisError as error:
             raise GuardUnavailable(type(error).__name__) from None
+        return window_start if first else None

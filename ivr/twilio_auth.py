@@ -14,8 +14,12 @@ log = logging.getLogger(__name__)
 
 
 def public_url() -> str:
-    """The URL Twilio called: PUBLIC_BASE_URL plus the path and query as received, else the request's URL.
+    """The URL Twilio called, as it signed it.
 
+    PUBLIC_BASE_URL is the public URL of the app's root, any path prefix included
+    (`https://help.example.com/ivr`), so the public URL is that base plus the path inside
+    the app and the query as received. `request.path` leaves out the script root, which
+    a trusted proxy's X-Forwarded-Prefix sets to that same prefix: it must not count twice.
     Without PUBLIC_BASE_URL the request URL is used as rebuilt by ProxyFix from the
     X-Forwarded-* headers of TRUSTED_PROXIES proxies (none by default).
     """
@@ -23,7 +27,7 @@ def public_url() -> str:
     if not base:
         return request.url
     query = request.query_string.decode("latin-1")
-    return base + request.path + (f"?{query}" if query else "")
+    return base.rstrip("/") + request.path + (f"?{query}" if query else "")
 
 
 def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,10 +7,12 @@ answer TwiML. Whatever fails, the caller hears an apology and can still leave a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
+from flask.blueprints import BlueprintSetupState
 from twilio.twiml.voice_response import VoiceResponse
 
 import prompts
@@ -68,7 +70,7 @@ def fallback() -> Response:
 def fallback_message() -> Response:
     """The message taken by the apology: kept on disk, made into a ticket by the relay."""
     try:
-        spool.keep(current_app.config["SETTINGS"].spool_dir, "fallback_message", request.form)
+        _keep_in_spool("fallback_message", request.form)
     except OSError:
         log.exception("could not spool a fallback message")
     response = VoiceResponse()
@@ -96,10 +98,12 @@ def _menu_turn(answer: Callable[[Turn], VoiceResponse]) -> Response:
             form=request.form,
             timezone=settings.business_timezone,
             status_guard=current_app.config["STATUS_GUARD"],
+            dispatch_email=settings.dispatch_email,
+            mail_from=settings.mail_from,
         )
         response = answer(turn)
         session.commit()
-        return twiml(response)
+        return _after_commit(twiml(response))
     except Exception:
         session.rollback()
         log.exception("the menu failed at %s; apologising and taking a message", request.path)
@@ -115,10 +119,56 @@ def _callback(kind: str, handle: Callable[..., object], **extra: str) -> Respons
         session.rollback()
         log.exception("%s callback failed; keeping it in the spool", kind)
         try:
-            spool.keep(current_app.config["SETTINGS"].spool_dir, kind, request.form, **extra)
+            _keep_in_spool(kind, request.form, **extra)
         except OSError:
             log.exception("could not spool the %s callback either", kind)
-    return Response(status=204)
+        return Response(status=204)
+    return _after_commit(Response(status=204))
+
+
+class SpoolState:
+    """Whether this process left entries in the spool, to ingest once the database answers again."""
+
+    def __init__(self, waiting: bool) -> None:
+        self.waiting = waiting
+        self.ingesting = threading.Lock()
+
+
+@bp.record_once
+def _watch_spool(state: BlueprintSetupState) -> None:
+    # Entries left by an earlier run of this process are ingested at the first commit too.
+    state.app.extensions["ivr.spool"] = SpoolState(spool.waiting(state.app.config["SETTINGS"].spool_dir))
+
+
+def _keep_in_spool(kind: str, form: Mapping[str, str], **extra: str) -> None:
+    spool.keep(current_app.config["SETTINGS"].spool_dir, kind, form, **extra)
+    current_app.extensions["ivr.spool"].waiting = True
+
+
+def _after_commit(response: Response) -> Response:
+    """The database answers: if this process spooled webhooks, ingest them after the answer is sent.
+
+    So a web machine without a worker of its own loses nothing it spooled.
+    """
+    state: SpoolState = current_app.extensions["ivr.spool"]
+    if state.waiting:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+        def ingest() -> None:
+            if not state.ingesting.acquire(blocking=False):
+                return  # another request of this process is at it
+            try:
+                settings = app.config["SETTINGS"]
+                report = spool.dead_letter_reporter(settings, app.config["SESSIONMAKER"])
+                spool.ingest(settings.spool_dir, app.config["SESSIONMAKER"], report_dead=report)
+                state.waiting = spool.waiting(settings.spool_dir)
+            except Exception:
+                log.exception("could not ingest the spool; will try again after the next webhook")
+            finally:
+                state.ingesting.release()
+
+        response.call_on_close(ingest)
+    return response
 
 
 def apology() -> VoiceResponse:
@@ -149,12 +199,20 @@ def _say_in_every_language(response: VoiceResponse, key: str) -> None:
 
 
 def external_url(endpoint: str, **values: Any) -> str:
-    """An absolute URL Twilio can call back: on PUBLIC_BASE_URL when set."""
+    """An absolute URL Twilio can call back: on PUBLIC_BASE_URL when set.
+
+    PUBLIC_BASE_URL already ends with any path prefix the proxy adds, so the script root
+    (ProxyFix's X-Forwarded-Prefix) is taken off the path url_for builds: the prefix once.
+    """
     values = {k: v for k, v in values.items() if v is not None}
     base = current_app.config["SETTINGS"].public_base_url
-    if base:
-        return base + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
+    if not base:
+        return url_for(endpoint, _external=True, **values)
+    path = url_for(endpoint, **values)
+    root = request.script_root
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    return base.rstrip("/") + path
 
 
 def twiml(response: VoiceResponse) -> Response:

@@ -2,10 +2,13 @@
 
 Each language has one catalogue, `prompts/<lang>.toml`, with its Twilio voice and the
 texts by key. Numbers are spoken through `spoken_digits`, never glued into strings.
+Values put into a text (a company's name, a technician's) go through `speakable`, so
+that whatever is stored, the TwiML that says it stays well-formed XML.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +18,11 @@ from zoneinfo import ZoneInfo
 
 LANGUAGES = ("it", "en")
 DEFAULT_LANGUAGE = "it"
+
+# What XML 1.0 cannot carry (C0 controls, lone surrogates, U+FFFE, U+FFFF), and DEL and
+# the C1 controls, which it can but no voice should read.
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_BREAKS = re.compile("[\t\n\r]+")
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,19 @@ class Catalogue:
         template = self.texts.get(key)
         if template is None:
             template = catalogue(DEFAULT_LANGUAGE).texts[key]
-        return template.format(**values) if values else template
+        if not values:
+            return template
+        return template.format(
+            **{
+                name: value if isinstance(value, int | float) else speakable(str(value))
+                for name, value in values.items()
+            }
+        )
+
+
+def speakable(text: str) -> str:
+    """`text` fit for <Say>: without the characters XML cannot carry or that are controls; line breaks become spaces."""
+    return _UNSPEAKABLE.sub("", _BREAKS.sub(" ", text))
 
 
 @cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -15,6 +16,11 @@ from storage.phones import to_e164
 
 HEADER = ["customer_code", "customer_name", "sla", "contact_name", "email", "phone", "referent"]
 SLA_LEVELS = ("base", "business", "premium")
+TEXT_FIELDS = ("customer_name", "contact_name", "email")
+# Controls, format characters (bidi overrides, zero-width...), surrogates, private use,
+# unassigned code points, and line or paragraph separators: never part of a name or address.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_UNNAMED = {"Cs": "a surrogate", "Co": "a private use character", "Cn": "an unassigned character"}
 
 
 class ContactImportError(Exception):
@@ -86,14 +92,20 @@ def _parse(text: str) -> list[_Row]:
         raise ContactImportError([f"line 1: the header must be exactly: {','.join(HEADER)}"])
     rows: list[_Row] = []
     problems: list[str] = []
+    line_after = reader.line_num
     for fields in reader:
-        line = reader.line_num
+        # A quoted field may span lines: name the line where the record starts.
+        line, line_after = line_after + 1, reader.line_num
         if not any(f.strip() for f in fields):
             continue
         if len(fields) != len(HEADER):
             problems.append(f"line {line}: expected {len(HEADER)} fields, found {len(fields)}")
             continue
-        row, row_problems = _check_row(dict(zip(HEADER, (f.strip() for f in fields), strict=True)))
+        # Names and emails lose only plain spaces at their ends: other whitespace there is refused, not hidden.
+        values = {
+            name: f.strip(" ") if name in TEXT_FIELDS else f.strip() for name, f in zip(HEADER, fields, strict=True)
+        }
+        row, row_problems = _check_row(values)
         problems.extend(f"line {line}: {p}" for p in row_problems)
         if row is not None:
             rows.append(row)
@@ -103,7 +115,13 @@ def _parse(text: str) -> list[_Row]:
 
 
 def _check_row(values: dict[str, str]) -> tuple[_Row | None, list[str]]:
-    problems = []
+    problems: list[str] = []
+    unprintable = {name: _unprintable(values[name]) for name in TEXT_FIELDS}
+    problems.extend(
+        f"{name} {values[name]!r} contains {found}: only printable text and plain spaces are allowed"
+        for name, found in unprintable.items()
+        if found
+    )
     if not values["customer_code"].isdigit():
         problems.append(f"customer_code {values['customer_code']!r} must be digits only")
     if not values["customer_name"]:
@@ -113,11 +131,12 @@ def _check_row(values: dict[str, str]) -> tuple[_Row | None, list[str]]:
         problems.append(f"sla {values['sla']!r} is not one of {', '.join(SLA_LEVELS)}")
     if not values["contact_name"]:
         problems.append("contact_name is empty")
-    try:
-        email = validate_email(values["email"], check_deliverability=False).normalized
-    except EmailNotValidError:
-        problems.append(f"email {values['email']!r} is not a valid address")
-        email = ""
+    email = ""
+    if not unprintable["email"]:
+        try:
+            email = validate_email(values["email"], check_deliverability=False).normalized
+        except EmailNotValidError:
+            problems.append(f"email {values['email']!r} is not a valid address")
     phone = to_e164(values["phone"])
     if phone is None:
         problems.append(f"phone {values['phone']!r} is not a valid phone number")
@@ -130,6 +149,16 @@ def _check_row(values: dict[str, str]) -> tuple[_Row | None, list[str]]:
     return _Row(
         values["customer_code"], values["customer_name"], sla, values["contact_name"], email, phone, referent == "yes"
     ), []
+
+
+def _unprintable(text: str) -> str | None:
+    """The first character of `text` that is not ordinary printable text or a plain space, described; else None."""
+    for char in text:
+        category = unicodedata.category(char)
+        if category in _UNPRINTABLE_CATEGORIES or (char.isspace() and char != " "):
+            name = unicodedata.name(char, "") or _UNNAMED.get(category, "a control character")
+            return f"U+{ord(char):04X} ({name.lower()})"
+    return None
 
 
 def get_customer_by_code(session: Session, code: str) -> Customer | None:

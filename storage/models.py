@@ -85,6 +85,8 @@ class Call(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     callback_number: Mapped[str | None] = mapped_column(String(20))
+    # The contact a typed callback number belongs to: a suggestion for the dispatcher, never identity.
+    suggested_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     step: Mapped[str | None] = mapped_column(String(50))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     severity: Mapped[int | None] = mapped_column(Integer)
@@ -103,7 +105,8 @@ class Call(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer | None] = relationship()
-    contact: Mapped[Contact | None] = relationship()
+    contact: Mapped[Contact | None] = relationship(foreign_keys=[contact_id])
+    suggested_contact: Mapped[Contact | None] = relationship(foreign_keys=[suggested_contact_id])
     ticket: Mapped[Ticket | None] = relationship(foreign_keys=[ticket_id])
     inquiry_ticket: Mapped[Ticket | None] = relationship(foreign_keys=[inquiry_ticket_id])
 
@@ -123,7 +126,10 @@ class Ticket(Base):
     callback_number: Mapped[str | None] = mapped_column(String(20))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    # True until a dispatcher confirms who called: the caller ID matched no contact, so the
+    # customer (from a typed code) is provisional and no email goes to the customer's people.
     needs_match: Mapped[bool] = mapped_column(Boolean, default=False)
+    suggested_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     technician_id: Mapped[int | None] = mapped_column(ForeignKey("technicians.id"))
     estimated_restore_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     voicemail: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -141,7 +147,8 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer | None] = relationship()
-    contact: Mapped[Contact | None] = relationship()
+    contact: Mapped[Contact | None] = relationship(foreign_keys=[contact_id])
+    suggested_contact: Mapped[Contact | None] = relationship(foreign_keys=[suggested_contact_id])
     technician: Mapped[Technician | None] = relationship()
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="(TicketEvent.at, TicketEvent.id)"
@@ -197,11 +204,40 @@ class TicketEvent(Base):
     ticket: Mapped[Ticket] = relationship(back_populates="events")
 
 
-class PendingWork(Base):
-    """Work for the worker, written in the same transaction as the ticket (transactional outbox).
+class Email(Base):
+    """One email to one recipient, rendered when queued and sent by its own outbox work.
 
-    The relay enqueues rows that are not done; a job takes a lease on its row while it
-    runs, so a row whose job died is enqueued again once the lease has expired.
+    Claimed in the database before it is sent (`claimed_by`, an update that succeeds once),
+    so two jobs never send it twice; `refusal` keeps a permanent refusal's server answer.
+    """
+
+    __tablename__ = "emails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # what the email is, once
+    kind: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refusal: Mapped[str | None] = mapped_column(String(500))
+
+    ticket: Mapped[Ticket | None] = relationship()
+
+
+class PendingWork(Base):
+    """Work for the worker, written in the same transaction as what it is about (transactional outbox).
+
+    Only storage.outbox reads and writes these rows. The relay enqueues rows that are not
+    done; a job owns its row through a lease (`lease_token`, `lease_until` on the
+    database's clock), and `version` grows when new input arrives (a late recording), so
+    work is marked done only if nothing arrived while it ran.
     """
 
     __tablename__ = "pending_work"
@@ -209,13 +245,17 @@ class PendingWork(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(100), unique=True)  # what the work is about, once
     kind: Mapped[str] = mapped_column(String(40))
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("voice_messages.id"))
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     runs: Mapped[int] = mapped_column(Integer, default=0)  # times enqueued
+    starts: Mapped[int] = mapped_column(Integer, default=0)  # leases taken since a run last ended (killed runs)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))

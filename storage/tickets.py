@@ -8,14 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import Call, Contact, PendingWork, Ticket, TicketEvent, VoiceMessage, utcnow
+from storage import outbox
+from storage.models import Call, Contact, Ticket, TicketEvent, VoiceMessage, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
 PHASES = ("received", "triage", "diagnostics", "intervention", "resolved", "closed")
 OPEN_PHASES = PHASES[:4]
-FOLLOW_UP = "follow_up"  # PendingWork kind: recording, transcript and emails of a new ticket
-VOICE_MESSAGE = "voice_message"  # PendingWork kind: a message added by phone to a ticket
 
 
 def get_ticket_by_number(session: Session, number: str) -> Ticket | None:
@@ -41,6 +40,10 @@ def record_event(session: Session, ticket: Ticket, kind: str, text: str, at: dat
 def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemail: bool, opened_by: str) -> Ticket:
     """Open the one ticket of this call (or return it if it exists) and queue its follow-up work.
 
+    The contact is the one known by caller ID, and nobody else: without one the ticket
+    needs a dispatcher's match (a typed customer code is provisional, the contact a typed
+    callback number belongs to only a suggestion), and no email goes to the customer.
+
     Idempotent: the call's CallSid is unique on tickets, so a repeated webhook never
     opens a second ticket. The caller flushes and commits.
     """
@@ -59,7 +62,8 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
         callback_number=call.callback_number,
         customer_id=call.customer_id,
         contact_id=call.contact_id,
-        needs_match=call.customer_id is None,
+        needs_match=call.contact_id is None,
+        suggested_contact_id=call.suggested_contact_id,
         voicemail=voicemail,
         severity=call.severity,
         call_sid=call.call_sid,
@@ -81,8 +85,13 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
     record_event(session, ticket, "opened", _opening_note(call, ticket, opened_by))
     if call.recording_sid is None:
         record_event(session, ticket, "no_audio", "The caller left no recorded description.")
-    session.add(PendingWork(key=f"{FOLLOW_UP}:{ticket.id}", kind=FOLLOW_UP, ticket_id=ticket.id))
+    outbox.add(session, outbox.FOLLOW_UP, follow_up_key(ticket.id), ticket_id=ticket.id)
     return ticket
+
+
+def follow_up_key(ticket_id: int) -> str:
+    """The outbox key of a new ticket's follow-up (recording, transcript, emails)."""
+    return f"{outbox.FOLLOW_UP}:{ticket_id}"
 
 
 def attach_recording(session: Session, ticket: Ticket, recording_sid: str, recording_url: str) -> bool:
@@ -92,12 +101,9 @@ def attach_recording(session: Session, ticket: Ticket, recording_sid: str, recor
     ticket.recording_sid = recording_sid
     ticket.recording_url = recording_url
     record_event(session, ticket, "recording", "The recording of the call arrived after the ticket was opened.")
-    work = session.scalars(select(PendingWork).where(PendingWork.key == f"{FOLLOW_UP}:{ticket.id}")).one()
-    # The follow-up may already be done (emails sent without a transcript): run it again
-    # for the transcript; the emails it already sent are not sent twice.
-    work.done_at = None
-    work.failed_at = None
-    work.enqueued_at = None
+    # The follow-up may be running or done (emails queued without a transcript): run it
+    # again for the transcript; the emails it already queued are not sent twice.
+    outbox.reopen(session, follow_up_key(ticket.id))
     return True
 
 
@@ -106,10 +112,16 @@ def _opening_note(call: Call, ticket: Ticket, opened_by: str) -> str:
     parts = [f"Ticket opened by {opened_by}, provisional urgency {ticket.urgency}."]
     if call.severity in severity:
         parts.append(f"Caller's triage: {severity[call.severity]}.")
-    if call.customer_id is None:
+    if call.customer is None:
         parts.append("Unregistered caller: match to a customer.")
+    elif call.contact is None:
+        customer = call.customer
+        parts.append(f"Customer code typed by the caller: {customer.name} ({customer.code}), provisional: to confirm.")
     if call.callback_number:
-        parts.append(f"Callback number given: {call.callback_number}.")
+        parts.append(f"Callback number typed by the caller (the caller ID was withheld): {call.callback_number}.")
+        if call.suggested_contact is not None:
+            suggested = call.suggested_contact
+            parts.append(f"Suggested match: {suggested.name}, {suggested.customer.name} — to confirm.")
     if ticket.voicemail:
         parts.append("Voicemail-backed: the caller did not confirm the message on the line.")
     return " ".join(parts)
@@ -117,13 +129,11 @@ def _opening_note(call: Call, ticket: Ticket, opened_by: str) -> str:
 
 def retry_failed_work(session: Session) -> int:
     """Make work that failed for good pending again; the relay enqueues it. Returns how many."""
-    failed = list(session.scalars(select(PendingWork).where(PendingWork.failed_at.is_not(None))))
+    failed = outbox.retry_failed(session)
     for work in failed:
-        work.failed_at = work.enqueued_at = work.lease_until = None
-        work.failures = 0
-        ticket = session.get(Ticket, work.ticket_id)
+        ticket = session.get(Ticket, work.ticket_id) if work.ticket_id is not None else None
         if ticket is not None:
-            record_event(session, ticket, "follow_up_retried", "The failed follow-up was sent for another round.")
+            record_event(session, ticket, "follow_up_retried", f"The failed {work.kind} was sent for another round.")
     return len(failed)
 
 
@@ -139,12 +149,13 @@ def get_open_tickets_of_contact(session: Session, contact_id: int) -> list[Ticke
 
 
 def caller_may_hear(session: Session, ticket: Ticket, caller: str | None) -> bool:
-    """True when `caller` (E.164) is a contact of the ticket's customer, or the number that opened it."""
+    """True when the caller ID `caller` (E.164) is the number that opened the ticket, or a contact's
+    of the ticket's customer, once that customer is confirmed (a typed code is only a claim)."""
     if caller is None:
         return False
     if ticket.caller == caller:
         return True
-    if ticket.customer_id is None:
+    if ticket.customer_id is None or ticket.needs_match:
         return False
     match = select(Contact.id).where(Contact.customer_id == ticket.customer_id, Contact.phone == caller)
     return session.scalars(match).first() is not None
@@ -163,7 +174,11 @@ def add_voice_message(
     session.add(message)
     session.flush()
     record_event(session, ticket, "voice_message", "The caller added a spoken message by phone; transcript to follow.")
-    session.add(
-        PendingWork(key=f"{VOICE_MESSAGE}:{message.id}", kind=VOICE_MESSAGE, ticket_id=ticket.id, message_id=message.id)
+    outbox.add(
+        session,
+        outbox.VOICE_MESSAGE,
+        f"{outbox.VOICE_MESSAGE}:{message.id}",
+        ticket_id=ticket.id,
+        message_id=message.id,
     )
     return message

@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from twilio.request_validator import RequestValidator
 
 from ivr import create_app
@@ -188,12 +188,14 @@ class Caller:
         assert self.last is not None
         return self._answer(self.last.redirect_url())
 
-    def speak(self, duration: int = 7, *, hang_up: bool = False, recording_url: str | None = None) -> Twiml:
+    def speak(
+        self, duration: int = 7, *, hang_up: bool = False, recording_url: str | None = None, sid: str | None = None
+    ) -> Twiml:
         """Say something after the beep, ending with # (or by hanging up)."""
         assert self.last is not None
         record = self.last.find("Record")
         assert record is not None, f"no Record in {self.last.body}"
-        sid = "RE" + uuid.uuid4().hex
+        sid = sid or "RE" + uuid.uuid4().hex
         self.recording_sids.append(sid)
         url = recording_url or f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
         extra = {"RecordingSid": sid, "RecordingUrl": url, "RecordingDuration": str(duration), "Digits": "#"}
@@ -223,19 +225,53 @@ def caller(client):  # type: ignore[no-untyped-def]
 
 
 class SmtpSink:
-    """A real SMTP server in the test process that keeps what it receives."""
+    """A real SMTP server in the test process that keeps what it receives.
+
+    Addresses in `refuse` get a permanent 550 at RCPT, those in `defer` a temporary 451; `hold()` makes the next message
+    wait in DATA until the test releases it (other connections go on meanwhile).
+    """
 
     def __init__(self) -> None:
+        import threading
+
         self.messages: list = []
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.refuse: set[str] = set()
+        self.defer: set[str] = set()
+        self.entered = threading.Event()
+        self.gate: threading.Event | None = None
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]  # noqa: N802
+        if address in self.refuse:
+            return f"550 5.1.1 <{address}>: mailbox unavailable"
+        if address in self.defer:
+            return f"451 4.3.0 <{address}>: try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        import asyncio
         from email import message_from_bytes, policy
 
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            self.entered.set()
+            await asyncio.get_running_loop().run_in_executor(None, gate.wait, 60)
         message = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((envelope.rcpt_tos, message))
         return "250 Message accepted for delivery"
+
+    def hold(self):  # type: ignore[no-untyped-def]
+        """The next message waits in DATA until the returned event is set."""
+        import threading
+
+        self.entered.clear()
+        self.gate = threading.Event()
+        return self.gate
+
+    def to(self, address: str) -> list:
+        return [message for rcpts, message in self.messages if address in rcpts]
 
     def wait_for(self, count: int, timeout: float = 60) -> list:
         deadline = time.monotonic() + timeout
@@ -249,4 +285,175 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink = SmtpSink()
     sink.controller.start()
     yield sink
+    if sink.gate is not None:
+        sink.gate.set()
     sink.controller.stop()
+
+
+# -- the worker's parts, shared by the worker and end-to-end tests ---------------------------------
+
+
+def phone_audio(path: Path, text_spoken: str, voice: str) -> Path:
+    """Speech made with espeak-ng, band-passed and resampled to 8 kHz mono like a phone recording."""
+    import subprocess
+
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(raw), text_spoken], check=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path), "sinc", "300-3400"], check=True)
+    return path
+
+
+class RecordingServer:
+    """Twilio's recording media, on loopback: WAV files by RecordingSid, behind basic auth.
+
+    `not_ready` answers that many 404s first, as Twilio does just after a call; `hold()`
+    makes the next request wait, inside the download, until the test releases it.
+    """
+
+    def __init__(self, delay_first: float = 0) -> None:
+        import base64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files: dict[str, Path] = {}
+        self.hits: list[str] = []
+        self.delay_first = delay_first
+        self.first_hit = threading.Event()
+        self.not_ready = 0
+        self.entered = threading.Event()
+        self.gate: threading.Event | None = None
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                server.hits.append(self.path)
+                server.first_hit.set()
+                if server.delay_first and len(server.hits) == 1:
+                    time.sleep(server.delay_first)
+                if server.not_ready > 0:
+                    server.not_ready -= 1
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                gate, server.gate = server.gate, None
+                if gate is not None:
+                    server.entered.set()
+                    gate.wait(60)
+                expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                sid = self.path.rsplit("/", 1)[-1].removesuffix(".wav")
+                if sid not in server.files:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body = server.files[sid].read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/x-wav")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, sid: str) -> str:
+        return f"http://{self.host}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
+
+    def hold(self):  # type: ignore[no-untyped-def]
+        """The next request with audio to serve waits until the returned event is set."""
+        import threading
+
+        self.entered.clear()
+        self.gate = threading.Event()
+        return self.gate
+
+    def close(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def recordings() -> Iterator[RecordingServer]:
+    server = RecordingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the bundled Whisper model is assembled, once for the whole run."""
+    import os
+
+    shared = os.environ.get("IVR_TEST_MODEL_CACHE")
+    return Path(shared) if shared else tmp_path_factory.mktemp("models")
+
+
+DISPATCH = "dispatch@helpdesk.example.it"
+
+
+class JobsInProcess:
+    """The worker's jobs run by the test, in this process, on the app's settings and database.
+
+    The same functions RQ runs (ivr.jobs.follow_up.run_pending_work), so a test can hold a
+    job inside a slow step from another thread and look at the database meanwhile.
+    """
+
+    def __init__(self, app, smtp: SmtpSink) -> None:  # type: ignore[no-untyped-def]
+        self.app, self.smtp = app, smtp
+
+    def work(self, kind: str | None = None, *, pending: bool = True) -> list:
+        from storage.models import PendingWork
+
+        query = select(PendingWork).order_by(PendingWork.id)
+        if kind is not None:
+            query = query.where(PendingWork.kind == kind)
+        if pending:
+            query = query.where(PendingWork.done_at.is_(None), PendingWork.failed_at.is_(None))
+        with self.app.config["SESSIONMAKER"]() as session:
+            return list(session.scalars(query))
+
+    def run(self, work_id: int) -> str:
+        from ivr.jobs.follow_up import run_pending_work
+
+        return run_pending_work(work_id)
+
+    def run_all(self, kind: str | None = None, rounds: int = 6) -> list[str]:
+        """Run pending work (new work included, as the relay would) until none is left."""
+        results: list[str] = []
+        for _ in range(rounds):
+            pending = self.work(kind)
+            if not pending:
+                break
+            for work in pending:
+                try:
+                    results.append(self.run(work.id))
+                except Exception as error:  # as RQ would: the failure is on the row
+                    results.append(f"error: {type(error).__name__}")
+        return results
+
+
+@pytest.fixture
+def jobs(app, settings, recordings, smtp_sink, model_cache, monkeypatch):  # type: ignore[no-untyped-def]
+    """Jobs run in this process, with the SMTP sink, the recording server and the dispatchers' address."""
+    from ivr import runtime
+
+    with_settings(
+        app,
+        twilio_recording_hosts=(recordings.host,),
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_sink.port,
+        mail_from="assistenza@helpdesk.example.it",
+        dispatch_email=DISPATCH,
+        model_cache_dir=model_cache,
+    )
+    monkeypatch.setattr(runtime, "settings", lambda: app.config["SETTINGS"])
+    monkeypatch.setattr(runtime, "session_factory", lambda: app.config["SESSIONMAKER"])
+    return JobsInProcess(app, smtp_sink)

@@ -104,7 +104,7 @@ def test_key_9_switches_the_rest_of_the_call_to_english(app, caller):
     assert ticket.urgency == "normal"  # a request, premium SLA
 
 
-def test_unknown_caller_can_type_a_customer_code(app, caller):
+def test_unknown_caller_can_type_a_customer_code_and_is_linked_provisionally(app, caller):
     call = caller(STRANGER)
     call.dial_in()
     asked = call.stay_silent()
@@ -113,10 +113,14 @@ def test_unknown_caller_can_type_a_customer_code(app, caller):
     wrong = call.press("9999#")
     assert "non corrisponde a nessun cliente" in wrong.said()
     menu = call.press("2002#")
-    assert "Studio Verdi" in menu.said()
-    call.press("1"), call.press("2"), call.speak(), call.press("1")
+    assert "abbiamo preso nota del codice cliente" in menu.said()
+    assert "Studio Verdi" not in menu.said()  # a typed code is a claim: the line does not confirm it
+    assert "Per una nuova richiesta" in menu.said()
+    call.press("1"), call.press("2"), call.speak()
+    opened = call.press("1")
+    assert "Un operatore la ricontatterà" in opened.said()  # no confirmation email is promised
     [ticket] = tickets(app)
-    assert ticket.customer.code == "2002" and not ticket.needs_match
+    assert ticket.customer.code == "2002" and ticket.needs_match and ticket.contact_id is None
     assert ticket.urgency == "normal"  # partly works, base SLA
 
 
@@ -160,11 +164,13 @@ def test_withheld_caller_is_asked_for_a_callback_number(app, caller, withheld):
     assert ticket.needs_match
 
 
-def test_withheld_caller_typing_a_known_number_is_recognised(app, caller):
+def test_withheld_caller_typing_a_contacts_number_is_not_recognised_by_it(app, caller):
     call = caller("anonymous")
     call.dial_in(), call.stay_silent()
-    menu = call.press("0392301122#")
-    assert "Officine Brambilla" in menu.said()
+    noted = call.press("0392301122#")  # Giulia's number, typed by whoever is calling
+    assert "Officine Brambilla" not in noted.said()
+    assert "3, 9, 0, 3, 9, 2, 3, 0, 1, 1, 2, 2" in noted.said()  # noted as where to call back
+    assert "codice cliente" in noted.said()  # asked on like any unknown caller
 
 
 def test_withheld_caller_who_types_nothing_goes_on(app, caller):

@@ -234,3 +234,64 @@ def test_init_db_creates_the_schema_on_a_fresh_sqlite_file_and_can_run_again(tmp
         assert counts(app) == (2, 3)  # running it again keeps the data
     finally:
         app.config["ENGINE"].dispose()
+
+
+GOOD_ROW = "4004,Good Row Srl,base,Ada Bene,ada@goodrow.example.it,02 1234 5678,no\n"
+LAST_ROW = "4011,Good Too Srl,premium,Ugo Bene,ugo@goodtoo.example.it,02 1234 5673,yes\n"
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "field", "shown"),
+    [
+        ("4005,Bell\x07 Srl,base,Bruno Bel,bruno@bell.example.it,02 1234 5679,no\n", "customer_name", "U+0007"),
+        ("4005,Mirror Srl,base,\u202eBruno Rev,bruno@mirror.example.it,02 1234 5679,no\n", "contact_name", "U+202E"),
+        ('4005,"Two\nLines Srl",base,Bruno Due,bruno@two.example.it,02 1234 5679,no\n', "customer_name", "U+000A"),
+        ("4005,Nul Srl,base,Bruno\x00Nul,bruno@nul.example.it,02 1234 5679,no\n", "contact_name", "U+0000"),
+        ("4005,Tab Srl,base,Bruno\tTab,bruno@tab.example.it,02 1234 5679,no\n", "contact_name", "U+0009"),
+        ("4005,Wide Srl,base,Bruno Largo,bruno\u200b@wide.example.it,02 1234 5679,no\n", "email", "U+200B"),
+        ("4005,Sep Srl\u2028,base,Bruno Sep,bruno@sep.example.it,02 1234 5679,no\n", "customer_name", "U+2028"),
+        ("4005,Nbsp Srl,base,Bruno\u00a0Nbsp,bruno@nbsp.example.it,02 1234 5679,no\n", "contact_name", "U+00A0"),
+    ],
+    ids=[
+        "bell",
+        "rtl-override",
+        "newline-in-quotes",
+        "nul",
+        "tab",
+        "zero-width-space",
+        "line-separator-at-the-end",
+        "no-break-space",
+    ],
+)
+def test_a_control_character_in_a_name_or_email_is_refused_naming_its_line_and_nothing_is_imported(
+    app, tmp_path, bad_row, field, shown
+):
+    result = import_file(app, tmp_path, HEADER + GOOD_ROW + bad_row + LAST_ROW)
+    assert result.exit_code != 0
+    said = output(result)
+    blamed = [line for line in said.splitlines() if "line " in line]
+    assert len(blamed) == 1, said  # one problem, on the bad row's own (first) line
+    assert blamed[0].strip().startswith(f"line 3: {field} ") and shown in blamed[0], said
+    assert "nothing imported" in said
+    assert counts(app) == (0, 0)
+
+
+def test_the_refusal_of_a_control_character_never_prints_the_character_itself(app, tmp_path):
+    row = "4005,Evil\u202e\x1b[2J Srl,base,Bruno,b@evil.example.it,02 1234 5679,no\n"
+    result = import_file(app, tmp_path, HEADER + row)
+    assert result.exit_code != 0
+    said = output(result)
+    assert "\u202e" not in said and "\x1b" not in said
+    assert "line 2: customer_name" in said
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Zoë D'Alessandro", "Ünal Şahin-Öztürk", "李小龍", "Ἀθηνᾶ Παππᾶ", "Nguyễn Thị Minh Khai", "O'Brien & Figli"],
+)
+def test_names_in_any_script_with_accents_and_punctuation_are_accepted(app, tmp_path, name):
+    row = f'4005,"{name}",base,"{name}",zoe@accents.example.it,02 1234 5679,no\n'
+    result = import_file(app, tmp_path, HEADER + row)
+    assert result.exit_code == 0, output(result)
+    assert customer(app, "4005").name == name
+    assert contact(app, "zoe@accents.example.it").name == name

@@ -3,15 +3,12 @@ real transcription, a real SMTP server. And the same with parts broken on the wa
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from sqlalchemy import select
 
 from ivr.settings import Settings
 from storage.models import PendingWork, Technician, Ticket
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, GIULIA, STRANGER, free_port
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DISPATCH, GIULIA, STRANGER, RecordingServer, free_port, phone_audio
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("directory")]
 
@@ -31,63 +28,7 @@ if not _TOOLS_PRESENT and not os.environ.get("CI"):  # in CI, scripts/setup inst
     pytest.skip("needs espeak-ng, sox and redis-server (scripts/setup installs them)", allow_module_level=True)
 
 PROJECT = Path(__file__).resolve().parent.parent
-DISPATCH = "dispatch@helpdesk.example.it"
 TECHNICIAN = "luca.ferrari@helpdesk.example.it"
-
-
-def phone_audio(path: Path, text: str, voice: str) -> Path:
-    """Speech made with espeak-ng, band-passed and resampled to 8 kHz mono like a phone recording."""
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path), "sinc", "300-3400"], check=True)
-    return path
-
-
-class RecordingServer:
-    """Twilio's recording media, on loopback: WAV files by RecordingSid, behind basic auth."""
-
-    def __init__(self, delay_first: float = 0) -> None:
-        self.files: dict[str, Path] = {}
-        self.hits: list[str] = []
-        self.delay_first = delay_first
-        self.first_hit = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                server.hits.append(self.path)
-                server.first_hit.set()
-                if server.delay_first and len(server.hits) == 1:
-                    time.sleep(server.delay_first)
-                expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                sid = self.path.rsplit("/", 1)[-1].removesuffix(".wav")
-                if sid not in server.files:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = server.files[sid].read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "audio/x-wav")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, sid: str) -> str:
-        return f"http://{self.host}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
 
 
 class PrivateRedis:
@@ -138,19 +79,6 @@ def redis_server(tmp_path: Path):
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def recordings():
-    server = RecordingServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    shared = os.environ.get("IVR_TEST_MODEL_CACHE")
-    return Path(shared) if shared else tmp_path_factory.mktemp("models")
 
 
 class WorkerProcess:
@@ -282,6 +210,17 @@ class Line:
         return sid_holder
 
 
+def wait_for_event(line: Line, kind: str, count: int = 1, timeout: float = 60) -> Ticket:
+    """The ticket once its thread holds `count` entries of `kind` (the emails' entries follow their sending)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticket = line.ticket()
+        if sum(e.kind == kind for e in ticket.events) >= count:
+            return ticket
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} {kind} entries on the thread; worker log:\n{line.worker.log()[-3000:]}")
+
+
 def test_known_callers_whole_call_ends_in_a_confirmation_email(line, caller, client):
     call = caller(GIULIA)
     line.call_with_audio(call, "La stampante e la posta sono bloccate, non funziona niente.", "it", keys=("1", "2"))
@@ -289,14 +228,17 @@ def test_known_callers_whole_call_ends_in_a_confirmation_email(line, caller, cli
 
     assert ticket.transcript and "stampante" in ticket.transcript.lower()
     assert ticket.urgency == "critical", ticket.transcript  # "partly works" on premium is high; the words raised it
-    kinds = [e.kind for e in ticket.events]
+    line.smtp.wait_for(3)
+    wait_for_event(line, "dispatch_email")
+    kinds = [e.kind for e in line.ticket().events]
     assert kinds[:2] == ["opened", "recording"] and "urgency_raised" in kinds and "email" in kinds
 
     [confirmation] = line.emails_to("giulia.rossi@brambilla.example.it")
     assert ticket.number in confirmation["Subject"]
-    assert confirmation["Cc"] == "marco.bianchi@brambilla.example.it"  # the customer's referent
     body = confirmation.get_content()
     assert "stampante" in body.lower() and "critica" in body and "Gentile Giulia Rossi" in body
+    [copy] = line.emails_to("marco.bianchi@brambilla.example.it")  # the customer's referent, a copy of their own
+    assert copy["Subject"] == confirmation["Subject"] and "referente di Officine Brambilla" in copy.get_content()
     [notice] = line.emails_to(DISPATCH)
     assert ticket.number in notice["Subject"] and "stampante" in notice.get_content().lower()
 
@@ -329,6 +271,8 @@ def test_unregistered_caller_gets_no_email_but_the_dispatchers_do(line, caller):
     assert ticket.language == "en" and ticket.needs_match
     assert "password" in (ticket.transcript or "").lower()
     [notice] = line.smtp.wait_for(1)
+    time.sleep(1)
+    assert len(line.smtp.messages) == 1
     assert notice[0] == [DISPATCH]
     assert "da associare" in notice[1]["Subject"]
     assert any(e.kind == "no_confirmation" for e in ticket.events)
@@ -341,8 +285,10 @@ def test_twilio_repeating_every_callback_sends_one_email(line, caller):
         call.recording_ready(sid, line.recordings.url(sid))
         call.hang_up()
     line.wait_until_followed_up()
+    line.smtp.wait_for(3)
     time.sleep(3)  # several relay rounds: nothing more may be sent
     assert len(line.emails_to("giulia.rossi@brambilla.example.it")) == 1
+    assert len(line.emails_to("marco.bianchi@brambilla.example.it")) == 1
     assert len(line.emails_to(DISPATCH)) == 1
 
 
@@ -363,6 +309,7 @@ def test_a_recording_on_a_host_not_allowed_is_refused_and_never_fetched(line, ca
     assert elsewhere.hits == []
     assert any(e.kind == "recording_refused" for e in ticket.events)
     assert ticket.transcript is None
+    line.smtp.wait_for(3)
     [confirmation] = line.emails_to("giulia.rossi@brambilla.example.it")  # the email still goes
     assert ticket.number in confirmation["Subject"]
 
@@ -375,8 +322,9 @@ def test_redis_down_while_a_call_opens_a_ticket_the_email_arrives_once_it_is_bac
     time.sleep(2)
     assert line.smtp.messages == []
     line.redis.start()
-    ticket = line.wait_until_followed_up(timeout=150)
-    assert ticket.confirmation_sent_at is not None
+    line.wait_until_followed_up(timeout=150)
+    line.smtp.wait_for(3, timeout=120)
+    assert line.ticket().confirmation_sent_at is not None
     assert len(line.emails_to("giulia.rossi@brambilla.example.it")) == 1
 
 
@@ -393,19 +341,23 @@ def test_a_worker_killed_mid_job_loses_nothing_and_sends_no_email_twice(line, ca
     ticket = line.wait_until_followed_up(timeout=180)
     assert time.monotonic() - killed_at < 180
     assert ticket.transcript is not None
+    line.smtp.wait_for(3)
     time.sleep(3)
     assert len(line.emails_to("giulia.rossi@brambilla.example.it")) == 1
     assert len(line.emails_to(DISPATCH)) == 1
 
 
 @pytest.mark.smtp_down
-def test_a_job_that_finally_fails_is_visible_in_rq_and_on_the_thread(line, caller, settings):
+def test_emails_that_finally_fail_are_visible_in_rq_and_on_the_thread(line, caller, settings):
     call = caller(GIULIA)
     line.call_with_audio(call, "Ho dimenticato la password.", "it")
-    ticket = line.wait_until_followed_up(timeout=120)
-    assert any(e.kind == "follow_up_failed" for e in ticket.events)
+    line.wait_until_followed_up(timeout=120)
+    # The confirmation, the referent's copy and the dispatchers' notice: each its own job, each failed.
+    ticket = wait_for_event(line, "email_failed", count=3, timeout=120)
+    failed = [e.text for e in ticket.events if e.kind == "email_failed"]
+    assert len(failed) == 3 and all("retry-failed" in text for text in failed)
     registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=Redis.from_url(line.redis.url)))
-    assert len(registry.get_job_ids()) == 1
+    assert len(registry.get_job_ids()) == 3
 
 
 def test_a_spoken_message_added_by_phone_reaches_the_thread_and_the_technician(line, caller, client):
@@ -428,11 +380,13 @@ def test_a_spoken_message_added_by_phone_reaches_the_thread_and_the_technician(l
     call.post(record.get("recordingStatusCallback"), {**extra, "RecordingStatus": "completed"})
     call.hang_up()
 
-    ticket = line.wait_until_followed_up(kind="voice_message")
+    line.wait_until_followed_up(kind="voice_message")
+    line.smtp.wait_for(4)
+    ticket = wait_for_event(line, "voice_message_email")
     kinds = [e.kind for e in ticket.events]
     assert "voice_message" in kinds and "voice_message_email" in kinds
     [words] = [e.text for e in ticket.events if e.kind == "voice_message_transcript"]
     assert "stampante" in words.lower()
     [notice] = line.emails_to(TECHNICIAN)
     assert ticket.number in notice["Subject"] and words in notice.get_content()
-    assert len(line.smtp.messages) == 3  # the confirmation, the dispatchers' notice, the technician's
+    assert len(line.smtp.messages) == 4  # the confirmation, the referent's copy, the dispatchers', the technician's

@@ -1,22 +1,28 @@
-"""The worker's jobs: the follow-up of a new ticket (fetch the recording, transcribe it,
-send the emails) and of a spoken message added to a ticket (fetch, transcribe, notify).
+"""The worker's jobs, one outbox row each (storage.outbox):
 
-Safe to run twice, and run at least once: each step records that it is done on the
-ticket, and the job holds a lease on its PendingWork row so two copies never work
-the same ticket at once. An email is marked sent only after the SMTP server took it:
-a crash in between resends it once, with the same Message-ID (we prefer a rare
-duplicate to a lost confirmation).
+- a new ticket's follow-up: fetch its recording, transcribe it, queue its emails;
+- a spoken message added to a ticket: fetch, transcribe, queue the notice;
+- one email: claim it, send it, keep on the thread how it went.
+
+No database transaction stays open across network I/O or slow work. Each step reads
+what it needs in a short transaction, does the slow part with none open, and writes its
+result through `outbox.hold()`, which commits only while the job's lease is its own. A
+heartbeat renews the lease while a step runs. Safe to run twice: each step records that
+it is done, and an email is claimed in the database before it is sent.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from rq import get_current_job
-from sqlalchemy import or_, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from callflows.urgency import raised_by_transcript
 from ivr import runtime
@@ -24,102 +30,150 @@ from ivr.jobs import mail
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
-from storage.models import PendingWork, Ticket, VoiceMessage, utcnow
-from storage.tickets import VOICE_MESSAGE, record_event
+from storage import outbox
+from storage.emails import claim_email, email_exists, record_refused, record_sent, release_claim
+from storage.models import Email, Ticket, VoiceMessage, utcnow
+from storage.outbox import Lease, LeaseLost
+from storage.tickets import record_event
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_RUNS = 3  # job runs that may fail to fetch the audio before the emails go without it
 
+# The thread's entry for each kind of email sent (the console and the API read these kinds).
+SENT_EVENT = {
+    mail.CONFIRMATION: "email",
+    mail.REFERENT_COPY: "email",
+    mail.DISPATCH: "dispatch_email",
+    mail.CONFIRMATION_REFUSED: "dispatch_email",
+    mail.VOICE_MESSAGE: "voice_message_email",
+    mail.PIN_LOCKED: "dispatch_email",
+}
+
+
+class EmailInFlight(Exception):
+    """Another job holds this email's claim (it may be sending it now): try again later."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of one outbox row: its lease, and the ways to read and write under it."""
+
+    settings: Settings
+    make_session: sessionmaker[Session]
+    lease: Lease
+
+    def hold(self) -> AbstractContextManager[Session]:
+        """A short transaction for this job's writes, committed only while the lease is its own."""
+        return outbox.hold(self.make_session, self.lease, self.settings.lease_seconds)
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Renew the lease in the background while the job works (a long transcription, say)."""
+        stop = threading.Event()
+        every = max(self.settings.lease_seconds / 3, 0.2)
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    outbox.renew(self.make_session, self.lease, self.settings.lease_seconds)
+                except LeaseLost:
+                    return  # the job's next write finds out and stops
+                except Exception as error:  # the database hiccuped: try again at the next beat
+                    log.warning("work %s: could not renew the lease (%s)", self.lease.work_id, type(error).__name__)
+
+        thread = threading.Thread(target=beat, name=f"lease-{self.lease.work_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
 
 def run_pending_work(work_id: int) -> str:
-    """Run one PendingWork row (a new ticket's follow-up or a voice message); returns what it did."""
+    """Run one outbox row; returns what happened (done, again, skipped, lost, failed)."""
     settings, make_session = runtime.settings(), runtime.session_factory()
-    if not _take_lease(make_session, work_id, settings.lease_seconds):
+    with make_session() as session, session.begin():
+        lease = outbox.take_lease(session, work_id, settings.lease_seconds)
+    if lease is None:
         log.info("work %s is done or running elsewhere", work_id)
         return "skipped"
+    job = Job(settings, make_session, lease)
+    if lease.starts > outbox.MAX_STARTS:
+        _give_up(job, f"it was started {lease.starts - 1} times and never ended (killed, out of memory?)")
+        return "failed"
     try:
-        with make_session() as session:
-            work = session.get(PendingWork, work_id)
-            ticket = session.get(Ticket, work.ticket_id) if work else None
-            if work is None or ticket is None:
-                log.warning("work %s: its ticket is gone", work_id)
-                return "gone"
-            if work.kind == VOICE_MESSAGE:
-                _follow_up_message(session, ticket, work, settings)
-            else:
-                _follow_up_ticket(session, ticket, work, settings)
-            work.done_at, work.lease_until, work.last_error = utcnow(), None, None
-            session.commit()
-            return "done"
+        with job.heartbeat():
+            RUNNERS[lease.kind](job)
+        return "done" if outbox.finish(make_session, lease) else "again"
+    except LeaseLost:
+        log.warning("work %s: its lease passed to another job; this run stops", work_id)
+        return "lost"
     except Exception as error:
-        _record_failure(make_session, work_id, error, settings)
+        _record_failure(job, error)
         raise
 
 
-def _follow_up_ticket(session: Session, ticket: Ticket, work: PendingWork, settings: Settings) -> None:
-    _fetch_recording(session, ticket, ticket, work, settings)
-    _renew_lease(session, work, settings)
-    _transcribe(session, ticket, settings)
-    _renew_lease(session, work, settings)
-    _send_confirmation(session, ticket, settings)
-    _send_dispatch_notice(session, ticket, settings)
+# -- a new ticket ------------------------------------------------------------------------
 
 
-def _follow_up_message(session: Session, ticket: Ticket, work: PendingWork, settings: Settings) -> None:
-    message = session.get(VoiceMessage, work.message_id)
-    if message is None:
-        return
-    _fetch_recording(session, message, ticket, work, settings)
-    _renew_lease(session, work, settings)
-    if message.recording_path and message.transcribed_at is None:
-        transcript = _transcript_of(session, ticket, Path(message.recording_path), message.language, settings)
-        message.transcript, message.transcribed_at = transcript, utcnow()
-        if transcript:
-            record_event(session, ticket, "voice_message_transcript", transcript)
-        elif transcript == "":
-            record_event(session, ticket, "voice_message_transcript", "The message holds no speech.")
-        session.commit()
-    if message.notified_at is None:
-        notice = mail.voice_message_notice(message, ticket, settings)
-        if notice is not None:
-            mail.send(notice, settings)
-            record_event(session, ticket, "voice_message_email", f"Message sent on to {notice['To']}.")
+def follow_up_ticket(job: Job) -> None:
+    """Fetch and transcribe the ticket's recording, then queue its emails."""
+    ticket_id = job.lease.ticket_id
+    assert ticket_id is not None
+    _fetch_recording(job, Ticket, ticket_id, ticket_id)
+    _transcribe(job, Ticket, ticket_id, ticket_id)
+    with job.hold() as session:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            return
+        drafts = mail.ticket_emails(ticket, job.settings)
+        first_round = not any(email_exists(session, draft.key) for draft in drafts)
+        for draft in drafts:
+            mail.queue(session, draft, job.settings.mail_from, ticket)
+        if first_round and not any(draft.kind == mail.CONFIRMATION for draft in drafts):
+            why = "the caller is not in the directory" if ticket.contact is None else "the caller is not confirmed"
+            record_event(session, ticket, "no_confirmation", f"No confirmation email: {why}.")
+
+
+# -- a spoken message on a ticket ---------------------------------------------------------
+
+
+def follow_up_message(job: Job) -> None:
+    """Fetch and transcribe a message added by phone, then queue its notice."""
+    message_id, ticket_id = job.lease.message_id, job.lease.ticket_id
+    assert message_id is not None and ticket_id is not None
+    _fetch_recording(job, VoiceMessage, message_id, ticket_id)
+    _transcribe(job, VoiceMessage, message_id, ticket_id)
+    with job.hold() as session:
+        message, ticket = session.get(VoiceMessage, message_id), session.get(Ticket, ticket_id)
+        if message is None or ticket is None or message.notified_at is not None:
+            return
+        draft = mail.voice_message_notice(message, ticket, job.settings)
+        if draft is not None:
+            mail.queue(session, draft, job.settings.mail_from, ticket)
         message.notified_at = utcnow()
-        session.commit()
 
 
-def _take_lease(make_session, work_id: int, seconds: int) -> bool:  # type: ignore[no-untyped-def]
-    now = utcnow()
-    with make_session() as session, session.begin():
-        taken = session.execute(
-            update(PendingWork)
-            .where(
-                PendingWork.id == work_id,
-                PendingWork.done_at.is_(None),
-                PendingWork.failed_at.is_(None),
-                or_(PendingWork.lease_until.is_(None), PendingWork.lease_until < now),
-            )
-            .values(lease_until=now + timedelta(seconds=seconds))
-        )
-        return taken.rowcount == 1
+# -- the shared steps ----------------------------------------------------------------------
 
 
-def _renew_lease(session: Session, work: PendingWork, settings: Settings) -> None:
-    work.lease_until = utcnow() + timedelta(seconds=settings.lease_seconds)
-    session.commit()
+Audio = type[Ticket] | type[VoiceMessage]
 
 
-def _fetch_recording(
-    session: Session, audio: Ticket | VoiceMessage, ticket: Ticket, work: PendingWork, settings: Settings
-) -> None:
+def _fetch_recording(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
     """Download the audio of a ticket or of a message on it; the ticket's thread tells how it went."""
-    if audio.recording_sid is None or audio.recording_path or audio.recording_problem:
-        return
-    try:
+    with job.make_session() as session:
+        row = session.get(model, row_id)
+        if row is None or row.recording_sid is None or row.recording_path or row.recording_problem:
+            return
+        sid, url = row.recording_sid, row.recording_url or ""
+    settings = job.settings
+    try:  # no transaction is open while Twilio is asked, waited for and read
         path = download_recording(
-            audio.recording_url or "",
-            audio.recording_sid,
+            url,
+            sid,
             settings.recordings_dir,
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
@@ -128,110 +182,202 @@ def _fetch_recording(
             max_bytes=settings.max_recording_seconds * 64_000 + 1_000_000,
         )
     except RecordingRefused as error:
-        audio.recording_problem = "refused"
-        record_event(session, ticket, "recording_refused", f"The recording was not fetched: {error}.")
-        session.commit()
+        _write_audio(job, model, row_id, ticket_id, problem="refused", event=("recording_refused", f"{error}"))
         return
     except RecordingUnavailable as error:
-        work.failures += 1
-        if work.failures < DOWNLOAD_RUNS:
-            session.commit()
-            raise
-        audio.recording_problem = "unavailable"
-        record_event(session, ticket, "recording_unavailable", f"The recording could not be downloaded: {error}.")
-        session.commit()
+        if job.lease.failures + 1 < DOWNLOAD_RUNS:
+            raise  # a later run tries again
+        _write_audio(job, model, row_id, ticket_id, problem="unavailable", event=("recording_unavailable", f"{error}"))
         return
-    audio.recording_path = str(path)
-    record_event(session, ticket, "recording", f"Recording downloaded ({path.stat().st_size} bytes).")
-    session.commit()
+    size = path.stat().st_size
+    _write_audio(job, model, row_id, ticket_id, path=path, event=("recording", f"Recording downloaded ({size} bytes)."))
 
 
-def _transcribe(session: Session, ticket: Ticket, settings: Settings) -> None:
-    if not ticket.recording_path or ticket.transcribed_at is not None:
-        return
-    transcript = _transcript_of(session, ticket, Path(ticket.recording_path), ticket.language, settings)
-    ticket.transcript, ticket.transcribed_at = transcript, utcnow()
-    if transcript:
-        record_event(session, ticket, "transcript", transcript)
-        raised = raised_by_transcript(ticket.urgency, transcript)
-        if raised:
-            level, words = raised
-            record_event(
-                session,
-                ticket,
-                "urgency_raised",
-                f'Urgency raised from {ticket.urgency} to {level}: the caller said "{words}".',
-            )
-            ticket.urgency = level
-    elif transcript == "":
-        record_event(session, ticket, "transcript", "The recording holds no speech: the transcript is empty.")
-    session.commit()
-
-
-def _transcript_of(session: Session, ticket: Ticket, audio: Path, language: str, settings: Settings) -> str | None:
-    """The words of a recording; None (and a note on the thread) when it cannot be transcribed."""
-    try:
-        return engine_for(settings.whisper_model, settings.model_cache_dir).transcribe(audio, language)
-    except TranscriptionError as error:
-        record_event(
-            session, ticket, "transcription_failed", f"A recording could not be transcribed ({error}); listen to it."
-        )
-        return None
-
-
-def _send_confirmation(session: Session, ticket: Ticket, settings: Settings) -> None:
-    if ticket.confirmation_sent_at is not None:
-        return
-    message = mail.confirmation(ticket, settings)
-    if message is None:
-        ticket.confirmation_sent_at = utcnow()
-        record_event(session, ticket, "no_confirmation", "No confirmation email: the caller is not in the directory.")
-    else:
-        mail.send(message, settings)
-        ticket.confirmation_sent_at = utcnow()
-        cc = f", cc {message['Cc']}" if message["Cc"] else ""
-        record_event(session, ticket, "email", f"Confirmation emailed to {message['To']}{cc}.")
-    session.commit()
-
-
-def _send_dispatch_notice(session: Session, ticket: Ticket, settings: Settings) -> None:
-    if ticket.dispatch_sent_at is not None:
-        return
-    message = mail.dispatch_notice(ticket, settings)
-    if message is not None:
-        mail.send(message, settings)
-        record_event(session, ticket, "dispatch_email", f"Dispatchers notified at {message['To']}.")
-    ticket.dispatch_sent_at = utcnow()
-    session.commit()
-
-
-def _record_failure(make_session, work_id: int, error: Exception, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    """Keep why the run failed; on the last retry, mark the work failed and say so on the thread."""
-    job = get_current_job()
-    final = job is None or not job.retries_left
-    reason = f"{type(error).__name__}: {error}"[:500]
-    with make_session() as session, session.begin():
-        work = session.get(PendingWork, work_id)
-        if work is None:
+def _write_audio(
+    job: Job,
+    model: Audio,
+    row_id: int,
+    ticket_id: int,
+    *,
+    event: tuple[str, str],
+    path: Path | None = None,
+    problem: str | None = None,
+) -> None:
+    kind, text = event
+    if kind == "recording_refused":
+        text = f"The recording was not fetched: {text}."
+    elif kind == "recording_unavailable":
+        text = f"The recording could not be downloaded: {text}."
+    with job.hold() as session:
+        row, ticket = session.get(model, row_id), session.get(Ticket, ticket_id)
+        if row is None or ticket is None:
             return
-        work.last_error = reason
-        now = utcnow()
-        if final:
-            work.failed_at, work.lease_until = now, None
-            ticket = session.get(Ticket, work.ticket_id)
-            if ticket is not None:
-                record_event(
-                    session,
-                    ticket,
-                    "follow_up_failed",
-                    f"The follow-up failed for good ({reason}); `flask --app wsgi retry-failed` runs it again.",
-                )
+        row.recording_path = str(path) if path is not None else None
+        row.recording_problem = problem
+        record_event(session, ticket, kind, text)
+
+
+def _transcribe(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
+    """The words of the recording, on the row and the thread; a ticket's urgency may rise with them."""
+    with job.make_session() as session:
+        row = session.get(model, row_id)
+        if row is None or not row.recording_path or row.transcribed_at is not None:
+            return
+        audio, language = Path(row.recording_path), row.language
+    failure = None
+    try:  # slow: seconds of CPU, with no transaction open (the heartbeat keeps the lease)
+        words: str | None = engine_for(job.settings.whisper_model, job.settings.model_cache_dir).transcribe(
+            audio, language
+        )
+    except TranscriptionError as error:
+        words, failure = None, str(error)
+    with job.hold() as session:
+        row, ticket = session.get(model, row_id), session.get(Ticket, ticket_id)
+        if row is None or ticket is None:
+            return
+        row.transcript, row.transcribed_at = words, utcnow()
+        on_ticket = isinstance(row, Ticket)
+        if failure is not None:
+            text = f"A recording could not be transcribed ({failure}); listen to it."
+            record_event(session, ticket, "transcription_failed", text)
+        elif words:
+            record_event(session, ticket, "transcript" if on_ticket else "voice_message_transcript", words)
+            if on_ticket:
+                _raise_urgency(session, ticket, words)
+        elif on_ticket:
+            record_event(session, ticket, "transcript", "The recording holds no speech: the transcript is empty.")
         else:
-            # RQ's scheduler runs the retry; keep the relay from sending another copy meanwhile
-            # (enqueued_at in the future), but free the lease for the retry itself.
-            intervals = settings.retry_intervals
-            used = len(intervals) - (job.retries_left or 0 if job else 0)
-            wait = timedelta(seconds=intervals[min(max(used, 0), len(intervals) - 1)])
-            work.lease_until = None
-            work.enqueued_at = now + wait
-    log.warning("follow-up %s failed (%s)%s", work_id, type(error).__name__, "; giving up" if final else "; will retry")
+            record_event(session, ticket, "voice_message_transcript", "The message holds no speech.")
+
+
+def _raise_urgency(session: Session, ticket: Ticket, words: str) -> None:
+    raised = raised_by_transcript(ticket.urgency, words)
+    if raised:
+        level, said = raised
+        text = f'Urgency raised from {ticket.urgency} to {level}: the caller said "{said}".'
+        record_event(session, ticket, "urgency_raised", text)
+        ticket.urgency = level
+
+
+# -- one email ----------------------------------------------------------------------------
+
+
+def send_email(job: Job) -> None:
+    """Claim the email, send it with no transaction open, and keep how it went."""
+    email_id, token = job.lease.email_id, job.lease.token
+    assert email_id is not None
+    with job.hold() as session:
+        email = session.get(Email, email_id)
+        if email is None or email.sent_at is not None or email.refused_at is not None:
+            return
+        if not claim_email(session, email_id, token):
+            raise EmailInFlight(f"email {email_id} is claimed by another job")
+        number = email.ticket.number if email.ticket is not None else None
+        message = mail.compose(email, job.settings, number)
+    try:
+        mail.send(message, job.settings)
+    except mail.Refused as refusal:
+        # Only the claim's holder writes (its token): a run that lost its lease may still say what happened.
+        with job.make_session() as session, session.begin():
+            if record_refused(session, email_id, token, refusal.answer):
+                _email_refused(session, email_id, job.settings)
+        return
+    except Exception:
+        with job.make_session() as session, session.begin():
+            release_claim(session, email_id, token)
+        raise
+    with job.make_session() as session, session.begin():
+        if record_sent(session, email_id, token):
+            _email_sent(session, email_id)
+
+
+def _email_sent(session: Session, email_id: int) -> None:
+    email = session.get(Email, email_id)
+    if email is None or email.ticket is None:
+        return
+    ticket = email.ticket
+    what = {
+        mail.CONFIRMATION: "Confirmation emailed to",
+        mail.REFERENT_COPY: "Copy of the confirmation emailed to the referent",
+        mail.DISPATCH: "Dispatchers notified at",
+        mail.CONFIRMATION_REFUSED: "Dispatchers told of the refused confirmation at",
+        mail.VOICE_MESSAGE: "Message sent on to",
+    }.get(email.kind, "Email sent to")
+    record_event(session, ticket, SENT_EVENT.get(email.kind, "email"), f"{what} {email.to_address}.")
+    if email.kind == mail.CONFIRMATION:
+        ticket.confirmation_sent_at = email.sent_at
+    elif email.kind == mail.DISPATCH:
+        ticket.dispatch_sent_at = email.sent_at
+
+
+def _email_refused(session: Session, email_id: int, settings: Settings) -> None:
+    """On the thread with the server's answer; a refused confirmation is told to the dispatchers."""
+    email = session.get(Email, email_id)
+    if email is None:
+        return
+    log.warning("email %s (%s) refused for good by the SMTP server", email_id, email.kind)
+    ticket = email.ticket
+    if ticket is None:
+        return
+    text = f"The email to {email.to_address} ({email.kind}) was refused: {email.refusal}."
+    record_event(session, ticket, "email_refused", text)
+    if email.kind == mail.CONFIRMATION and settings.dispatch_email:
+        notice = mail.confirmation_refused_notice(ticket, email, settings.dispatch_email)
+        mail.queue(session, notice, settings.mail_from, ticket)
+
+
+RUNNERS: dict[str, Callable[[Job], None]] = {
+    outbox.FOLLOW_UP: follow_up_ticket,
+    outbox.VOICE_MESSAGE: follow_up_message,
+    outbox.EMAIL: send_email,
+}
+
+
+# -- when a run fails ------------------------------------------------------------------------
+
+
+def _record_failure(job: Job, error: Exception) -> None:
+    """Keep why the run failed; on the last retry, mark the work failed and say so on the thread."""
+    rq_job = get_current_job()
+    final = rq_job is None or not rq_job.retries_left
+    reason = f"{type(error).__name__}: {error}"[:500]
+    retry_in = None
+    if not final and rq_job is not None:
+        # RQ's scheduler runs the retry; the relay leaves the row alone meanwhile.
+        intervals = job.settings.retry_intervals
+        used = len(intervals) - (rq_job.retries_left or 0)
+        retry_in = timedelta(seconds=intervals[min(max(used, 0), len(intervals) - 1)] + 60)
+    if outbox.fail(job.make_session, job.lease, reason, final=final, retry_in=retry_in) and final:
+        _say_failed(job, reason)
+    log.warning(
+        "work %s (%s) failed (%s)%s",
+        job.lease.work_id,
+        job.lease.kind,
+        type(error).__name__,
+        "; giving up" if final else "; will retry",
+    )
+
+
+def _give_up(job: Job, why: str) -> None:
+    with job.hold() as session:
+        outbox.fail_now(session, job.lease, why)
+    _say_failed(job, why)
+    log.error("work %s (%s) failed for good: %s", job.lease.work_id, job.lease.kind, why)
+
+
+def _say_failed(job: Job, reason: str) -> None:
+    """On the ticket's thread: what failed for good, and how to run it again."""
+    if job.lease.ticket_id is None:
+        return
+    with job.make_session() as session, session.begin():
+        ticket = session.get(Ticket, job.lease.ticket_id)
+        if ticket is None:
+            return
+        if job.lease.kind == outbox.EMAIL:
+            email = session.get(Email, job.lease.email_id)
+            to = email.to_address if email is not None else "?"
+            kind, what = "email_failed", f"The email to {to} could not be sent"
+        else:
+            kind, what = "follow_up_failed", f"The {job.lease.kind.replace('_', '-')} failed for good"
+        text = f"{what} ({reason}); `flask --app wsgi retry-failed` runs it again."
+        record_event(session, ticket, kind, text)

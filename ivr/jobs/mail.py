@@ -1,27 +1,99 @@
-"""The emails of a new ticket: the caller's confirmation and the dispatchers' notice."""
+"""The emails' words and their delivery.
+
+Drafts are made when an email is queued (storage.emails keeps each one as a row, one
+recipient each): the caller's confirmation and the referents' copies in the call's
+language, the dispatchers' notices in Italian, the help desk's language. `send` delivers
+one row over SMTP and tells a permanent refusal (5xx for this message) from a failure
+worth retrying.
+"""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
+from sqlalchemy.orm import Session
+
 import prompts
 from ivr.settings import Settings
-from storage.models import Ticket, VoiceMessage
+from storage.emails import message_id_for, queue_email
+from storage.models import Email, Ticket, TicketEvent, VoiceMessage
+from storage.phones import masked
+
+CONFIRMATION = "confirmation"
+REFERENT_COPY = "referent_copy"
+DISPATCH = "dispatch"
+CONFIRMATION_REFUSED = "confirmation_refused"
+VOICE_MESSAGE = "voice_message"
+PIN_LOCKED = "pin_locked"
+SPOOL_DEAD_LETTER = "spool_dead_letter"
 
 
-def confirmation(ticket: Ticket, settings: Settings) -> EmailMessage | None:
-    """The caller's confirmation, in the call's language; None for an unregistered caller."""
-    if ticket.contact is None or ticket.customer is None:
-        return None
+class Refused(Exception):
+    """The SMTP server refused this message for good (5xx); `answer` is what it said."""
+
+    def __init__(self, answer: str):
+        super().__init__(answer)
+        self.answer = answer
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An email to queue: what it is (`key`, once), to whom, and its words."""
+
+    kind: str
+    key: str
+    to: str
+    subject: str
+    body: str
+
+
+def queue(session: Session, draft: Draft, mail_from: str, ticket: Ticket | None = None) -> Email:
+    """Queue a draft (once per its key) in the caller's transaction; the worker sends it."""
+    return queue_email(
+        session,
+        key=draft.key,
+        kind=draft.kind,
+        to=draft.to,
+        subject=draft.subject,
+        body=draft.body,
+        message_id=message_id_for(draft.key, mail_from),
+        ticket=ticket,
+    )
+
+
+def ticket_emails(ticket: Ticket, settings: Settings) -> list[Draft]:
+    """A new ticket's emails: the confirmation and the referents' copies (a recognised caller only),
+    and the dispatchers' notice."""
+    drafts = []
+    if not ticket.needs_match and ticket.contact is not None and ticket.customer is not None:
+        body = _confirmation_body(ticket)
+        text = prompts.catalogue(ticket.language).text
+        subject = text("email_subject", number=ticket.number or "")
+        drafts.append(Draft(CONFIRMATION, f"{CONFIRMATION}:{ticket.id}", ticket.contact.email, subject, body))
+        copy_note = text("email_referent_copy", company=ticket.customer.name, name=ticket.contact.name)
+        for referent in ticket.customer.contacts:
+            if referent.referent and referent.id != ticket.contact.id:
+                key = f"{REFERENT_COPY}:{ticket.id}:{referent.id}"
+                drafts.append(Draft(REFERENT_COPY, key, referent.email, subject, f"{copy_note}\n\n{body}"))
+    if settings.dispatch_email:
+        drafts.append(_dispatch_notice(ticket, settings.dispatch_email))
+    return drafts
+
+
+def _confirmation_body(ticket: Ticket) -> str:
+    assert ticket.contact is not None and ticket.customer is not None
     text = prompts.catalogue(ticket.language).text
     number = ticket.number or ""
+    urgency = text(f"urgency_{ticket.urgency}")
     lines = [
         text("email_greeting", name=ticket.contact.name),
         "",
-        text("email_opened", number=number, company=ticket.customer.name, urgency=text(f"urgency_{ticket.urgency}")),
+        text("email_opened", number=number, company=ticket.customer.name, urgency=urgency),
         "",
     ]
     if ticket.recording_sid is None:
@@ -31,21 +103,17 @@ def confirmation(ticket: Ticket, settings: Settings) -> EmailMessage | None:
     else:
         lines.append(text("email_no_transcript"))
     lines += ["", text("email_next_steps", number=number, sla=ticket.customer.sla), "", text("email_signature")]
-
-    referents = [c.email for c in ticket.customer.contacts if c.referent and c.id != ticket.contact.id]
-    message = _message(settings, ticket, "confirmation", text("email_subject", number=number), "\n".join(lines))
-    message["To"] = ticket.contact.email
-    if referents:
-        message["Cc"] = ", ".join(referents)
-    return message
+    return "\n".join(lines)
 
 
-def dispatch_notice(ticket: Ticket, settings: Settings) -> EmailMessage | None:
-    """The dispatchers' notice of a new ticket (in Italian, the help desk's language); None without DISPATCH_EMAIL."""
-    if not settings.dispatch_email:
-        return None
+def _dispatch_notice(ticket: Ticket, to: str) -> Draft:
     kind = "segreteria" if ticket.voicemail else "telefono"
-    who = ticket.customer.name if ticket.customer else "chiamante non registrato, da associare"
+    if ticket.customer is None:
+        who = "chiamante non registrato, da associare"
+    elif ticket.needs_match:
+        who = f"{ticket.customer.name}? (codice digitato, da confermare)"
+    else:
+        who = ticket.customer.name
     subject = f"[{ticket.urgency.upper()}] Nuovo ticket {ticket.number} ({kind}) - {who}"
     lines = [
         f"Ticket: {ticket.number}",
@@ -53,6 +121,11 @@ def dispatch_notice(ticket: Ticket, settings: Settings) -> EmailMessage | None:
         f"Canale: {ticket.channel}{' (messaggio in segreteria)' if ticket.voicemail else ''}",
         f"Cliente: {who}" + (f" (codice {ticket.customer.code}, SLA {ticket.customer.sla})" if ticket.customer else ""),
         f"Contatto: {ticket.contact.name} <{ticket.contact.email}>" if ticket.contact else "Contatto: -",
+    ]
+    if ticket.suggested_contact is not None:
+        suggested = ticket.suggested_contact
+        lines.append(f"Possibile contatto (da confermare): {suggested.name}, {suggested.customer.name}")
+    lines += [
         f"Chiamante: {ticket.caller or 'numero nascosto'}",
         f"Numero di richiamata: {ticket.callback_number or '-'}",
         f"Lingua: {ticket.language}",
@@ -61,14 +134,32 @@ def dispatch_notice(ticket: Ticket, settings: Settings) -> EmailMessage | None:
         ticket.transcript or "",
         "",
         "Cronologia:",
-        *(f"- {e.at:%Y-%m-%d %H:%M} {e.kind}: {e.text}" for e in ticket.events),
+        *_thread_lines(ticket.events),
     ]
-    message = _message(settings, ticket, "dispatch", subject, "\n".join(lines))
-    message["To"] = settings.dispatch_email
-    return message
+    return Draft(DISPATCH, f"{DISPATCH}:{ticket.id}", to, subject, "\n".join(lines))
 
 
-def voice_message_notice(message: VoiceMessage, ticket: Ticket, settings: Settings) -> EmailMessage | None:
+def _thread_lines(events: Iterable[TicketEvent]) -> list[str]:
+    return [f"- {e.at:%Y-%m-%d %H:%M} {e.kind}: {e.text}" for e in events]
+
+
+def confirmation_refused_notice(ticket: Ticket, refused: Email, to: str) -> Draft:
+    """The dispatchers learn that the caller's confirmation bounced: someone must call back."""
+    subject = f"[{ticket.urgency.upper()}] Conferma non recapitata: ticket {ticket.number}"
+    contact = ticket.contact
+    lines = [
+        f"La conferma del ticket {ticket.number} a {refused.to_address} è stata rifiutata dal server di posta:",
+        f"  {refused.refusal}",
+        "",
+        "Il cliente non sa che la richiesta è stata aperta: richiamarlo.",
+        f"Contatto: {contact.name} <{contact.email}>" if contact else "Contatto: -",
+        f"Telefono: {ticket.caller or ticket.callback_number or '-'}",
+        f"Urgenza: {ticket.urgency}",
+    ]
+    return Draft(CONFIRMATION_REFUSED, f"{CONFIRMATION_REFUSED}:{ticket.id}", to, subject, "\n".join(lines))
+
+
+def voice_message_notice(message: VoiceMessage, ticket: Ticket, settings: Settings) -> Draft | None:
     """A caller's spoken addition, to the assigned technician, else the dispatchers (in Italian)."""
     to = ticket.technician.email if ticket.technician is not None else settings.dispatch_email
     if not to:
@@ -82,32 +173,48 @@ def voice_message_notice(message: VoiceMessage, ticket: Ticket, settings: Settin
         "",
         f"Urgenza: {ticket.urgency}; stato: {ticket.status}.",
     ]
-    email = _message(
-        settings,
-        ticket,
-        f"voice-message-{message.id}",
-        f"Messaggio vocale sul ticket {ticket.number}",
-        "\n".join(lines),
-    )
-    email["To"] = to
-    return email
+    subject = f"Messaggio vocale sul ticket {ticket.number}"
+    return Draft(VOICE_MESSAGE, f"{VOICE_MESSAGE}:{message.id}", to, subject, "\n".join(lines))
 
 
-def _message(settings: Settings, ticket: Ticket, kind: str, subject: str, body: str) -> EmailMessage:
+def spool_dead_letter_notice(name: str, kind: str, form: dict[str, str], reason: str, to: str) -> Draft:
+    """A message the fallback kept that could never become a ticket: the dispatchers recover it by hand."""
+    lines = [
+        "Un messaggio raccolto dalla risposta di emergenza non è diventato un ticket dopo vari tentativi.",
+        f"È conservato nella cartella dello spool, sotto dead/{name}.",
+        "",
+        f"Tipo: {kind}",
+        f"Chiamata: {form.get('CallSid', '-')[:64]}",
+        f"Chiamante: {masked(form.get('From'))}",
+        f"Registrazione: {form.get('RecordingUrl', '-')[:300]}",
+        f"Errore: {reason}",
+    ]
+    subject = "Messaggio di emergenza non acquisito: da recuperare a mano"
+    return Draft(SPOOL_DEAD_LETTER, f"{SPOOL_DEAD_LETTER}:{name}", to, subject, "\n".join(lines))
+
+
+def compose(email: Email, settings: Settings, ticket_number: str | None) -> EmailMessage:
+    """The message to deliver for a queued email."""
     message = EmailMessage()
     message["From"] = settings.mail_from
-    message["Subject"] = subject
+    message["To"] = email.to_address
+    message["Subject"] = email.subject
     message["Date"] = formatdate(localtime=False)
     # Deterministic, so a resend after a crash is recognisably the same message.
-    domain = settings.mail_from.rpartition("@")[2] or "localhost"
-    message["Message-ID"] = f"<ticket-{ticket.number}-{kind}@{domain}>"
-    message["X-Ticket-Number"] = ticket.number or ""
-    message.set_content(body)
+    message["Message-ID"] = email.message_id
+    if ticket_number:
+        message["X-Ticket-Number"] = ticket_number
+    message.set_content(email.body)
     return message
 
 
 def send(message: EmailMessage, settings: Settings) -> None:
-    """Deliver over SMTP, with TLS and login when configured."""
+    """Deliver over SMTP, with TLS and login when configured.
+
+    Raises Refused when the server refuses this message for good (a 5xx to its recipient
+    or its data); anything else (connection, 4xx, our own login or sender refused)
+    propagates, to be retried.
+    """
     if settings.smtp_tls == "ssl":
         client: smtplib.SMTP = smtplib.SMTP_SSL(
             settings.smtp_host, settings.smtp_port, timeout=30, context=ssl.create_default_context()
@@ -119,4 +226,18 @@ def send(message: EmailMessage, settings: Settings) -> None:
             client.starttls(context=ssl.create_default_context())
         if settings.smtp_user and settings.smtp_password:
             client.login(settings.smtp_user, settings.smtp_password)
-        client.send_message(message)
+        try:
+            client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            answers = [(code, _text(reply)) for code, reply in error.recipients.values()]
+            if answers and all(code >= 500 for code, _ in answers):
+                raise Refused("; ".join(f"{code} {reply}" for code, reply in answers)) from None
+            raise
+        except smtplib.SMTPDataError as error:
+            if error.smtp_code >= 500:
+                raise Refused(f"{error.smtp_code} {_text(error.smtp_error)}") from None
+            raise
+
+
+def _text(reply: bytes | str) -> str:
+    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply)[:400]

@@ -2,7 +2,10 @@
 
 Only URLs whose host is explicitly allowlisted are ever contacted, credentials
 are only sent to the original host, redirects are followed by hand and checked
-hop by hop, and the body is streamed to disk with a hard size cap.
+hop by hop, and the body is streamed to disk with a hard size cap. Every read has
+a timeout, and the whole download (retries, redirects, body) has a deadline that a
+watchdog enforces by shutting down the download's sockets: a server that trickles
+bytes cannot hold a worker beyond it.
 """
 
 from __future__ import annotations
@@ -11,18 +14,27 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, ProxyManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 __all__ = [
     "RECORDING_SID",
     "RecordingRefused",
+    "RecordingTooSlow",
     "RecordingUnavailable",
     "download_recording",
 ]
@@ -50,6 +62,10 @@ class RecordingRefused(Exception):
 
 class RecordingUnavailable(Exception):
     """The recording could not be fetched (still 404 after retries, too large, wrong type, network)."""
+
+
+class RecordingTooSlow(RecordingUnavailable):
+    """The download's time limit (`max_seconds`) ran out, however the server was answering."""
 
 
 class _Transient(Exception):
@@ -82,8 +98,11 @@ def download_recording(
 
     Raises RecordingRefused (nothing fetched) for unacceptable input or a redirect
     to a non-allowlisted host, RecordingUnavailable for everything else. `timeout`
-    bounds each connect and read; `max_seconds` bounds the transfer of one body.
+    bounds each connect and read; `max_seconds` bounds the whole download: every
+    attempt, redirect and body, and the waits between "not ready" retries. A given
+    `session` is used with its http(s) adapters swapped for watched ones meanwhile.
     """
+    deadline = time.monotonic() + max_seconds
     allowed = _parse_allowed_hosts(allowed_hosts)
     if not isinstance(recording_sid, str) or not RECORDING_SID.fullmatch(recording_sid):
         raise _refuse(_host_for_log(recording_url), "malformed recording sid")
@@ -105,38 +124,187 @@ def download_recording(
     sess = requests.Session() if session is None else session
     delays = list(not_ready_delays)
     try:
-        attempt = 0
-        while True:
-            try:
-                _attempt(sess, fetch_url, origin, auth, allowed, dest, recording_sid, max_bytes, timeout, max_seconds)
-                log.info("recording downloaded host=%s sid=%s bytes=%d", host, recording_sid, dest.stat().st_size)
-                return dest
-            except _Transient as exc:
-                if attempt >= len(delays):
-                    log.warning(
-                        "recording unavailable host=%s sid=%s reason=%s attempts=%d",
+        with _watched(sess, deadline, max_seconds) as limit:
+            attempt = 0
+            while True:
+                try:
+                    _attempt(sess, fetch_url, origin, auth, allowed, dest, recording_sid, max_bytes, timeout, limit)
+                    log.info("recording downloaded host=%s sid=%s bytes=%d", host, recording_sid, dest.stat().st_size)
+                    return dest
+                except _Transient as exc:
+                    if attempt >= len(delays):
+                        log.warning(
+                            "recording unavailable host=%s sid=%s reason=%s attempts=%d",
+                            host,
+                            recording_sid,
+                            exc,
+                            attempt + 1,
+                        )
+                        raise RecordingUnavailable(
+                            f"recording {recording_sid} unavailable after {attempt + 1} attempts: {exc}"
+                        ) from None
+                    delay = delays[attempt]
+                    attempt += 1
+                    if time.monotonic() + delay >= deadline:  # waiting would only end past the deadline
+                        raise limit.exceeded(f"still {exc} after {attempt} attempts") from None
+                    log.info(
+                        "recording not ready host=%s sid=%s reason=%s retry=%d in=%ss",
                         host,
                         recording_sid,
                         exc,
-                        attempt + 1,
+                        attempt,
+                        delay,
                     )
-                    raise RecordingUnavailable(
-                        f"recording {recording_sid} unavailable after {attempt + 1} attempts: {exc}"
-                    ) from None
-                delay = delays[attempt]
-                attempt += 1
-                log.info(
-                    "recording not ready host=%s sid=%s reason=%s retry=%d in=%ss",
-                    host,
-                    recording_sid,
-                    exc,
-                    attempt,
-                    delay,
-                )
-                time.sleep(delay)
+                    time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+    except RecordingTooSlow as exc:
+        log.warning("recording unavailable host=%s sid=%s reason=%s", host, recording_sid, exc)
+        raise
     finally:
         if own_session:
             sess.close()
+
+
+class _Deadline:
+    """The whole download's time limit, and a watchdog that enforces it on blocked reads.
+
+    At the deadline the watchdog shuts down every socket the download opened: a read
+    blocked on a server that trickles bytes (each recv within the read timeout, so the
+    timeout never trips) then returns at once.
+    """
+
+    def __init__(self, deadline: float, max_seconds: float):
+        self.deadline = deadline
+        self.max_seconds = max_seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        # Descriptor -> (device, inode) of the socket: a descriptor closed and reused since is left alone.
+        self._sockets: dict[int, tuple[int, int]] = {}
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def remaining(self) -> float:
+        """Seconds left; raises the deadline's error once none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self.fired:
+            raise self.exceeded()
+        return left
+
+    def exceeded(self, detail: str = "") -> RecordingTooSlow:
+        limit = f"{self.max_seconds:g}"
+        return RecordingTooSlow(f"download took longer than {limit} s" + (f" ({detail})" if detail else ""))
+
+    def watch(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        stat = os.fstat(fd)
+        with self._lock:
+            self._sockets[fd] = (stat.st_dev, stat.st_ino)
+            if self.fired:
+                _shut_down(fd, self._sockets[fd])
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for fd, identity in self._sockets.items():
+                _shut_down(fd, identity)
+
+
+def _shut_down(fd: int, identity: tuple[int, int]) -> None:
+    """Shut down the socket behind `fd` if it still is the one identified; never closes it.
+
+    Works on a duplicate of the descriptor, checked after duplicating: the socket is
+    shared, so its shutdown reaches the download's blocked read, and a descriptor that
+    meanwhile names something else is left alone.
+    """
+    try:
+        duplicate = os.dup(fd)
+    except OSError:
+        return
+    owner: socket.socket | None = None
+    try:
+        stat = os.fstat(duplicate)
+        if (stat.st_dev, stat.st_ino) == identity:
+            owner = socket.socket(fileno=duplicate)
+            owner.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        if owner is not None:
+            owner.close()
+        else:
+            os.close(duplicate)
+
+
+_DEADLINE: ContextVar[_Deadline | None] = ContextVar("recording_download_deadline", default=None)
+
+
+class _WatchedConnection(HTTPConnection):
+    """A connection whose socket the download's watchdog can shut down, from before any TLS handshake."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        deadline = _DEADLINE.get()
+        if deadline is not None:
+            deadline.watch(sock)
+        return sock
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS: dict[str, Any] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter, opening only watched connections (directly or through an http proxy)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is ProxyManager:  # SOCKS managers keep their own pools (and go unwatched)
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+@contextmanager
+def _watched(sess: requests.Session, deadline: float, max_seconds: float) -> Iterator[_Deadline]:
+    """Run the download on watched connections under `deadline`; the session's adapters are restored after."""
+    limit = _Deadline(deadline, max_seconds)
+    adapter = _WatchedAdapter()
+    previous = {prefix: sess.adapters.get(prefix) for prefix in ("https://", "http://")}
+    for prefix in previous:
+        sess.mount(prefix, adapter)
+    token = _DEADLINE.set(limit)
+    limit.start()
+    try:
+        yield limit
+    finally:
+        limit.cancel()
+        adapter.close()
+        _DEADLINE.reset(token)
+        for prefix, old in previous.items():
+            if old is None:
+                sess.adapters.pop(prefix, None)
+            else:
+                sess.mount(prefix, old)
 
 
 def _attempt(
@@ -149,24 +317,29 @@ def _attempt(
     sid: str,
     max_bytes: int,
     timeout: float,
-    max_seconds: float,
+    limit: _Deadline,
 ) -> None:
     """One pass over the redirect chain starting at ``url``; writes ``dest`` on success."""
     current, current_origin = url, origin
     for hop in range(_MAX_REDIRECTS + 1):
         host = _origin_for_log(current_origin)
+        wait = min(timeout, limit.remaining())
         try:
             resp = sess.get(
                 current,
                 auth=auth if current_origin == origin else _NoAuth(),
                 allow_redirects=False,
                 stream=True,
-                timeout=(timeout, timeout),
+                timeout=(wait, wait),
                 headers={"Accept-Encoding": "identity"},
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
+            if limit.fired:
+                raise limit.exceeded() from None
             raise _Transient(type(exc).__name__) from None
         except requests.RequestException as exc:
+            if limit.fired:
+                raise limit.exceeded() from None
             raise RecordingUnavailable(f"request to {host} failed: {type(exc).__name__}") from None
         with resp:
             status = resp.status_code
@@ -185,7 +358,7 @@ def _attempt(
             if status != 200:
                 raise RecordingUnavailable(f"HTTP {status} from {host}")
             _check_headers(resp, max_bytes)
-            _save_body(resp, dest, max_bytes, max_seconds)
+            _save_body(resp, dest, max_bytes, limit)
             return
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -205,26 +378,30 @@ def _check_headers(resp: requests.Response, max_bytes: int) -> None:
             raise RecordingUnavailable(f"recording too large ({declared} > {max_bytes} bytes)")
 
 
-def _save_body(resp: requests.Response, dest: Path, max_bytes: int, max_seconds: float) -> None:
+def _save_body(resp: requests.Response, dest: Path, max_bytes: int, limit: _Deadline) -> None:
     """Stream the body into a temp file next to ``dest`` and atomically rename it."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         total = 0
-        deadline = time.monotonic() + max_seconds
         with os.fdopen(fd, "wb") as fh:
             try:
                 for chunk in resp.iter_content(chunk_size=_CHUNK_SIZE):
                     total += len(chunk)
                     if total > max_bytes:
                         raise RecordingUnavailable(f"recording too large (> {max_bytes} bytes)")
-                    if time.monotonic() > deadline:
-                        raise RecordingUnavailable(f"download took longer than {max_seconds:.0f} s")
+                    limit.remaining()
                     fh.write(chunk)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                if limit.fired:
+                    raise limit.exceeded() from None
                 raise _Transient(f"body interrupted: {type(exc).__name__}") from None
             except requests.RequestException as exc:
+                if limit.fired:
+                    raise limit.exceeded() from None
                 raise RecordingUnavailable(f"body unreadable: {type(exc).__name__}") from None
+            if limit.fired:  # without a Content-Length, the watchdog's shutdown looks like the end of the body
+                raise limit.exceeded()
             fh.flush()
             os.fsync(fh.fileno())
         if total == 0:

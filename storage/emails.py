@@ -1,0 +1,113 @@
+"""Emails as rows: each one rendered when queued, for one recipient, sent by its own outbox work.
+
+One email per recipient, so a refusal of one address blocks no other. Before it is
+sent an email is claimed with an update that succeeds only once while the claim lasts,
+so two jobs (or one that outlived its lease) never send it twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from storage import outbox
+from storage.models import Email, Ticket
+
+# Far longer than one SMTP conversation (30 s a socket operation): a claim outlives any send.
+CLAIM_SECONDS = 600
+
+
+def message_id_for(key: str, mail_from: str) -> str:
+    """A Message-ID made from the email's key: a resend is recognisably the same message."""
+    local = "".join(c if c.isalnum() or c in "-." else "-" for c in key)
+    domain = mail_from.rpartition("@")[2] or "localhost"
+    return f"<{local}@{domain}>"
+
+
+def queue_email(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    to: str,
+    subject: str,
+    body: str,
+    message_id: str,
+    ticket: Ticket | None = None,
+) -> Email:
+    """Queue an email (once per `key`) and the work that sends it, in the caller's transaction."""
+    existing = session.scalars(select(Email).where(Email.key == key)).one_or_none()
+    if existing is not None:
+        return existing
+    email = Email(
+        key=key,
+        kind=kind,
+        ticket_id=ticket.id if ticket is not None else None,
+        to_address=to,
+        subject=subject,
+        body=body,
+        message_id=message_id,
+    )
+    session.add(email)
+    session.flush()
+    outbox.add(session, outbox.EMAIL, f"email:{email.id}", ticket_id=email.ticket_id, email_id=email.id)
+    return email
+
+
+def claim_email(session: Session, email_id: int, token: str) -> bool:
+    """Claim the email for sending: True once while the claim lasts; False if sent, refused or claimed."""
+    now = outbox.database_now(session)
+    claimed = session.execute(
+        update(Email)
+        .where(
+            Email.id == email_id,
+            Email.sent_at.is_(None),
+            Email.refused_at.is_(None),
+            or_(Email.claimed_until.is_(None), Email.claimed_until < now),
+        )
+        .values(claimed_by=token, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount == 1  # type: ignore[attr-defined]
+
+
+def record_sent(session: Session, email_id: int, token: str) -> bool:
+    """The SMTP server took it: mark it sent (only by the claim's holder)."""
+    done = session.execute(
+        update(Email)
+        .where(Email.id == email_id, Email.claimed_by == token)
+        .values(sent_at=outbox.database_now(session), claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def record_refused(session: Session, email_id: int, token: str, answer: str) -> bool:
+    """The SMTP server refused it for good (5xx): keep its answer; it is not tried again."""
+    done = session.execute(
+        update(Email)
+        .where(Email.id == email_id, Email.claimed_by == token)
+        .values(refused_at=outbox.database_now(session), refusal=answer[:500], claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_claim(session: Session, email_id: int, token: str) -> None:
+    """A temporary failure: free the claim so the retry can send it."""
+    session.execute(
+        update(Email)
+        .where(Email.id == email_id, Email.claimed_by == token, Email.sent_at.is_(None))
+        .values(claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def email_exists(session: Session, key: str) -> bool:
+    return session.scalar(select(Email.id).where(Email.key == key)) is not None
+
+
+def get_emails_of_ticket(session: Session, ticket_id: int) -> list[Email]:
+    return list(session.scalars(select(Email).where(Email.ticket_id == ticket_id).order_by(Email.id)))
