@@ -105,9 +105,5 @@ def release_claim(session: Session, email_id: int, token: str) -> None:
     )
 
 
-def email_exists(session: Session, key: str) -> bool:
-    return session.scalar(select(Email.id).where(Email.key == key)) is not None
-
-
 def get_emails_of_ticket(session: Session, ticket_id: int) -> list[Email]:
     return list(session.scalars(select(Email).where(Email.ticket_id == ticket_id).order_by(Email.id)))

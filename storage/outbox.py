@@ -70,10 +70,8 @@ def add(
     message_id: int | None = None,
     email_id: int | None = None,
 ) -> PendingWork:
-    """Add work (once per `key`) in the caller's transaction; the relay will enqueue it after the commit."""
-    existing = session.scalars(select(PendingWork).where(PendingWork.key == key)).one_or_none()
-    if existing is not None:
-        return existing
+    """Add the work of something just created (its `key` is new; unique in the table) in the caller's
+    transaction; the relay will enqueue it after the commit."""
     work = PendingWork(
         key=key, kind=kind, ticket_id=ticket_id, message_id=message_id, email_id=email_id, version=0, runs=0, starts=0
     )

@@ -139,6 +139,22 @@ class Twiml:
         return (redirect.text or "").strip()
 
 
+def call_params(call_sid: str, from_: str = GIULIA, to: str = "+390392847438", **extra: str) -> dict[str, str]:
+    """What Twilio posts about a call to every webhook, with `extra` for the step's own fields."""
+    return {
+        "CallSid": call_sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": from_,
+        "To": to,
+        "Caller": from_,
+        "Called": to,
+        "Direction": "inbound",
+        "CallStatus": "in-progress",
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
 def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
     return RequestValidator(token).compute_signature(url, params)
 
@@ -149,17 +165,7 @@ class Caller:
     def __init__(self, client, from_: str, call_sid: str | None = None, to: str = "+390392847438"):  # type: ignore[no-untyped-def]
         self.client = client
         self.call_sid = call_sid or "CA" + uuid.uuid4().hex
-        self.params = {
-            "CallSid": self.call_sid,
-            "AccountSid": ACCOUNT_SID,
-            "From": from_,
-            "To": to,
-            "Caller": from_,
-            "Called": to,
-            "Direction": "inbound",
-            "CallStatus": "in-progress",
-            "ApiVersion": "2010-04-01",
-        }
+        self.params = call_params(self.call_sid, from_, to)
         self.last: Twiml | None = None
         self.recording_sids: list[str] = []
 
@@ -211,6 +217,17 @@ class Caller:
 
     def hang_up(self, duration: int = 42):  # type: ignore[no-untyped-def]
         return self.post(f"{BASE_URL}/twilio/status", {"CallStatus": "completed", "CallDuration": str(duration)})
+
+
+@pytest.fixture
+def clean_status_counters(settings: Settings) -> Iterator[None]:
+    """The PIN counters of this test's queue, removed from the shared Redis afterwards."""
+    from redis import Redis
+
+    yield
+    redis = Redis.from_url(settings.redis_url)
+    for key in redis.scan_iter(f"ivr:{settings.queue_name}:status:*"):
+        redis.delete(key)
 
 
 @pytest.fixture
@@ -397,6 +414,26 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 DISPATCH = "dispatch@helpdesk.example.it"
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def worker_environment(settings: Settings, recordings: RecordingServer, **more: str) -> dict[str, str]:
+    """The environment of a worker process (`python -m ivr.worker`, or one job) sharing the test's settings."""
+    import os
+
+    return {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(PROJECT),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "API_TOKEN": API_TOKEN,
+        "DATABASE_URL": settings.database_url,
+        "QUEUE_NAME": settings.queue_name,
+        "RECORDINGS_DIR": str(settings.recordings_dir),
+        "SPOOL_DIR": str(settings.spool_dir),
+        "TWILIO_RECORDING_HOSTS": recordings.host,
+        **more,
+    }
 
 
 class JobsInProcess:

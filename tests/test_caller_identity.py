@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from redis import Redis
 from sqlalchemy import select
 
 from callflows.actions import opening_urgency, sla_of_verified_customer
@@ -15,17 +14,9 @@ from storage.pins import set_customer_pin
 from storage.tickets import open_ticket_for_call
 from tests.conftest import GIULIA, STRANGER, Caller, Twiml
 
-pytestmark = pytest.mark.usefixtures("directory")
+pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
 MARCO = "+393331234567"  # Giulia's colleague at Officine Brambilla (a referent)
-
-
-@pytest.fixture(autouse=True)
-def clean_counters(settings):
-    yield
-    redis = Redis.from_url(settings.redis_url)
-    for key in redis.scan_iter(f"ivr:{settings.queue_name}:status:*"):
-        redis.delete(key)
 
 
 def the_ticket(app) -> Ticket:

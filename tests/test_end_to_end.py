@@ -19,7 +19,16 @@ from sqlalchemy import select
 
 from ivr.settings import Settings
 from storage.models import PendingWork, Technician, Ticket
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DISPATCH, GIULIA, STRANGER, RecordingServer, free_port, phone_audio
+from tests.conftest import (
+    AUTH_TOKEN,
+    DISPATCH,
+    GIULIA,
+    STRANGER,
+    RecordingServer,
+    free_port,
+    phone_audio,
+    worker_environment,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("directory")]
 
@@ -126,27 +135,19 @@ def line(request, app, settings: Settings, redis_server, recordings, smtp_sink, 
     A test marked `smtp_down` gets a worker whose SMTP server never answers.
     """
     smtp_port = free_port() if request.node.get_closest_marker("smtp_down") else smtp_sink.port
-    env = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(PROJECT),
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "API_TOKEN": "test-api-token",
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": redis_server.url,
-        "QUEUE_NAME": settings.queue_name,
-        "RECORDINGS_DIR": str(settings.recordings_dir),
-        "SPOOL_DIR": str(settings.spool_dir),
-        "MODEL_CACHE_DIR": str(model_cache),
-        "TWILIO_RECORDING_HOSTS": recordings.host,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_port),
-        "MAIL_FROM": "assistenza@helpdesk.example.it",
-        "DISPATCH_EMAIL": DISPATCH,
-        "RELAY_INTERVAL": "0.5",
-        "LEASE_SECONDS": "30",
-        "RETRY_INTERVALS": "2,4",
-    }
+    env = worker_environment(
+        settings,
+        recordings,
+        REDIS_URL=redis_server.url,
+        MODEL_CACHE_DIR=str(model_cache),
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(smtp_port),
+        MAIL_FROM="assistenza@helpdesk.example.it",
+        DISPATCH_EMAIL=DISPATCH,
+        RELAY_INTERVAL="0.5",
+        LEASE_SECONDS="30",
+        RETRY_INTERVALS="2,4",
+    )
     worker = WorkerProcess(env, tmp_path / "worker.log")
     worker.start()
     yield Line(app, worker, recordings, smtp_sink, redis_server, tmp_path)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from callflows.support_line import FLOW
 from ivr import create_app, spool
 from storage.models import Call, PendingWork, Ticket
-from tests.conftest import ACCOUNT_SID, BASE_URL, GIULIA, Caller, Twiml, sign
+from tests.conftest import ACCOUNT_SID, BASE_URL, GIULIA, Caller, Twiml, call_params, sign
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -56,17 +56,9 @@ def recording_sid() -> str:
 
 
 def fallback_message(call_sid: str, sid: str, from_: str = GIULIA) -> dict[str, str]:
-    return {
-        "CallSid": call_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": from_,
-        "To": "+390392847438",
-        "CallStatus": "in-progress",
-        "RecordingSid": sid,
-        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}",
-        "RecordingDuration": "9",
-        "Digits": "#",
-    }
+    """What Twilio posts with the message the fallback answer took."""
+    recording = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
+    return call_params(call_sid, from_, RecordingSid=sid, RecordingUrl=recording, RecordingDuration="9", Digits="#")
 
 
 def post_signed(client, path: str, params: dict[str, str]):  # type: ignore[no-untyped-def]

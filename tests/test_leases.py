@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from ivr.jobs import follow_up
 from storage import outbox
 from storage.models import Email, PendingWork, Ticket
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, GIULIA, phone_audio, with_settings
+from tests.conftest import GIULIA, phone_audio, with_settings, worker_environment
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -194,17 +194,7 @@ def test_a_job_that_keeps_getting_killed_stops_and_shows_in_retry_failed(app, se
     open_ticket_with_audio(caller, recordings, tmp_path)
     with app.config["SESSIONMAKER"]() as session:
         work_id = session.scalars(select(PendingWork.id)).one()
-    env = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(PROJECT),
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "API_TOKEN": "test-api-token",
-        "DATABASE_URL": settings.database_url,
-        "RECORDINGS_DIR": str(settings.recordings_dir),
-        "TWILIO_RECORDING_HOSTS": recordings.host,
-        "LEASE_SECONDS": "1",
-    }
+    env = worker_environment(settings, recordings, LEASE_SECONDS="1")
     run = [sys.executable, "-c", f"from ivr.jobs.follow_up import run_pending_work; print(run_pending_work({work_id}))"]
 
     for _ in range(outbox.MAX_STARTS):  # each run dies inside the download, as if out of memory

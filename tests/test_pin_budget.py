@@ -26,7 +26,7 @@ from storage.ticket_numbers import check_digit
 from storage.tickets import open_ticket_for_call
 from tests.conftest import ANNA, API_TOKEN, GIULIA, STRANGER, Caller, Twiml, with_settings
 
-pytestmark = pytest.mark.usefixtures("directory")
+pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
 DISPATCH = "dispatch@helpdesk.example.it"
 BRAMBILLA_PIN, VERDI_PIN = "2468", "1357"
@@ -35,14 +35,6 @@ BUDGET = 5
 LOCKED_WORDS = "per un'ora"
 REFUSED_WORDS = "Non possiamo dare informazioni su questa richiesta"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-
-
-@pytest.fixture(autouse=True)
-def clean_counters(settings):
-    yield
-    redis = Redis.from_url(settings.redis_url)
-    for key in redis.scan_iter(f"ivr:{settings.queue_name}:status:*"):
-        redis.delete(key)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from flask import Flask
 from ivr import create_app
 from ivr.settings import Settings
 from storage.contacts import import_contacts
-from tests.conftest import ACCOUNT_SID, DIRECTORY_CSV, GIULIA, sign
+from tests.conftest import DIRECTORY_CSV, call_params, sign
 
 PUBLIC_ROOT = "https://help.example.com/ivr"
 PREFIX = "/ivr"
@@ -44,20 +44,6 @@ def make_app(settings: Settings) -> Iterator:  # type: ignore[type-arg]
     yield build
     for app in made:
         app.config["ENGINE"].dispose()
-
-
-def call_params(call_sid: str, **extra: str) -> dict[str, str]:
-    return {
-        "CallSid": call_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": GIULIA,
-        "To": "+390392847438",
-        "Caller": GIULIA,
-        "Called": "+390392847438",
-        "Direction": "inbound",
-        "CallStatus": "in-progress",
-        **extra,
-    }
 
 
 def through_the_proxy(app: Flask, public_url: str, params: dict[str, str], headers: dict[str, str], signed_for: str):  # type: ignore[no-untyped-def]

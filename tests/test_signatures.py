@@ -14,7 +14,7 @@ from ivr import create_app
 from ivr.settings import Secret
 from ivr.twilio_auth import twilio_signed
 from storage.models import Call, Ticket
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, GIULIA, Twiml, sign
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, Twiml, call_params, sign
 
 # Twilio's own published example of request validation.
 VECTOR_TOKEN = "12345"
@@ -33,16 +33,7 @@ RECORDING_SID = "RE" + "c" * 32
 
 def webhook_params(path: str) -> dict[str, str]:
     """What Twilio would post to `path`: enough that a request let through would write something."""
-    params = {
-        "CallSid": "CA" + uuid.uuid4().hex,
-        "AccountSid": ACCOUNT_SID,
-        "From": GIULIA,
-        "To": "+390392847438",
-        "Caller": GIULIA,
-        "Called": "+390392847438",
-        "Direction": "inbound",
-        "CallStatus": "in-progress",
-    }
+    params = call_params("CA" + uuid.uuid4().hex)
     recording = {
         "RecordingSid": RECORDING_SID,
         "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{RECORDING_SID}",

@@ -19,7 +19,9 @@ from sqlalchemy import func, select
 from ivr import create_app, spool
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Email, Ticket
-from tests.conftest import ACCOUNT_SID, BASE_URL, DISPATCH, GIULIA, STRANGER, Caller, sign, with_settings
+from tests.conftest import BASE_URL, DISPATCH, GIULIA, STRANGER, Caller, sign, with_settings
+from tests.test_fallback import fallback_message as message_taken
+from tests.test_fallback import recording_sid
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -28,17 +30,7 @@ BROKEN_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 
 
 def fallback_message(call_sid: str | None = None, from_: str = GIULIA) -> dict[str, str]:
-    sid = "RE" + uuid.uuid4().hex
-    return {
-        "CallSid": call_sid or "CA" + uuid.uuid4().hex,
-        "AccountSid": ACCOUNT_SID,
-        "From": from_,
-        "To": "+390392847438",
-        "CallStatus": "in-progress",
-        "RecordingSid": sid,
-        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}",
-        "RecordingDuration": "9",
-    }
+    return message_taken(call_sid or "CA" + uuid.uuid4().hex, recording_sid(), from_)
 
 
 def ticket_count(app) -> int:  # type: ignore[no-untyped-def]

@@ -22,17 +22,9 @@ from storage.ticket_numbers import FIRST_SERIAL, check_digit, ticket_number
 from storage.tickets import open_ticket_for_call
 from tests.conftest import ANNA, BASE_URL, GIULIA, STRANGER, Caller, Twiml
 
-pytestmark = pytest.mark.usefixtures("directory")
+pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
 MARCO = "+393331234567"  # Giulia's colleague at Officine Brambilla
-
-
-@pytest.fixture(autouse=True)
-def clean_counters(settings):
-    yield
-    redis = Redis.from_url(settings.redis_url)
-    for key in redis.scan_iter(f"ivr:{settings.queue_name}:status:*"):
-        redis.delete(key)
 
 
 def ticket_for(app, email: str, **changes) -> str:

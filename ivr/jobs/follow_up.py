@@ -31,7 +31,7 @@ from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
 from storage import outbox
-from storage.emails import claim_email, email_exists, record_refused, record_sent, release_claim
+from storage.emails import claim_email, record_refused, record_sent, release_claim
 from storage.models import Email, Ticket, VoiceMessage, utcnow
 from storage.outbox import Lease, LeaseLost
 from storage.tickets import record_event
@@ -129,10 +129,10 @@ def follow_up_ticket(job: Job) -> None:
         if ticket is None:
             return
         drafts = mail.ticket_emails(ticket, job.settings)
-        first_round = not any(email_exists(session, draft.key) for draft in drafts)
-        for draft in drafts:
+        for draft in drafts:  # once each: a second run (a late recording) queues nothing new
             mail.queue(session, draft, job.settings.mail_from, ticket)
-        if first_round and not any(draft.kind == mail.CONFIRMATION for draft in drafts):
+        said = any(event.kind == "no_confirmation" for event in ticket.events)
+        if not said and not any(draft.kind == mail.CONFIRMATION for draft in drafts):
             why = "the caller is not in the directory" if ticket.contact is None else "the caller is not confirmed"
             record_event(session, ticket, "no_confirmation", f"No confirmation email: {why}.")
 
@@ -162,10 +162,15 @@ def follow_up_message(job: Job) -> None:
 Audio = type[Ticket] | type[VoiceMessage]
 
 
+def _audio_row(session: Session, model: Audio, row_id: int) -> Ticket | VoiceMessage | None:
+    """The ticket, or the message on it, whose recording a step works on."""
+    return session.get(Ticket, row_id) if model is Ticket else session.get(VoiceMessage, row_id)
+
+
 def _fetch_recording(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
     """Download the audio of a ticket or of a message on it; the ticket's thread tells how it went."""
     with job.make_session() as session:
-        row = session.get(model, row_id)
+        row = _audio_row(session, model, row_id)
         if row is None or row.recording_sid is None or row.recording_path or row.recording_problem:
             return
         sid, url = row.recording_sid, row.recording_url or ""
@@ -209,7 +214,8 @@ def _write_audio(
     elif kind == "recording_unavailable":
         text = f"The recording could not be downloaded: {text}."
     with job.hold() as session:
-        row, ticket = session.get(model, row_id), session.get(Ticket, ticket_id)
+        row = _audio_row(session, model, row_id)
+        ticket = session.get(Ticket, ticket_id)
         if row is None or ticket is None:
             return
         row.recording_path = str(path) if path is not None else None
@@ -220,7 +226,7 @@ def _write_audio(
 def _transcribe(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
     """The words of the recording, on the row and the thread; a ticket's urgency may rise with them."""
     with job.make_session() as session:
-        row = session.get(model, row_id)
+        row = _audio_row(session, model, row_id)
         if row is None or not row.recording_path or row.transcribed_at is not None:
             return
         audio, language = Path(row.recording_path), row.language
@@ -232,7 +238,8 @@ def _transcribe(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
     except TranscriptionError as error:
         words, failure = None, str(error)
     with job.hold() as session:
-        row, ticket = session.get(model, row_id), session.get(Ticket, ticket_id)
+        row = _audio_row(session, model, row_id)
+        ticket = session.get(Ticket, ticket_id)
         if row is None or ticket is None:
             return
         row.transcript, row.transcribed_at = words, utcnow()
