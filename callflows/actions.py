@@ -13,7 +13,7 @@ from __future__ import annotations
 import prompts
 from callflows import status
 from callflows.engine import Action, Speaker, Turn, seconds
-from callflows.urgency import provisional_urgency
+from helpdesk.urgency import provisional_urgency
 from prompts import Speech
 from storage.contacts import get_contact_by_phone, get_customer_by_code
 from storage.models import Call

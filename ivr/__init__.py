@@ -8,7 +8,7 @@ from flask import Flask
 from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ivr.hours import BusinessHours
+from helpdesk.hours import BusinessHours
 from ivr.settings import Settings
 from ivr.status_guard import RedisStatusGuard
 from storage.db import make_engine, make_sessionmaker
@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    from ivr import api, webhooks
+    from ivr import api
+    from ivr.voice import webhooks
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)

@@ -1,4 +1,5 @@
-"""Commands: `flask --app wsgi init-db | import-contacts FILE | set-pin CODE | retry-failed | relay`."""
+"""The operators' commands: `flask --app wsgi init-db | import-contacts FILE | set-pin CODE | retry-failed |
+relay | configure-number NUMBER`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
+from ivr.settings import Settings
+from ivr.twilio_number import (
+    TWILIO_API,
+    NumberError,
+    checked_base_url,
+    configure_number,
+    describe,
+    twilio_client,
+    webhook_paths,
+)
 from storage import db
 from storage.contacts import ContactImportError, import_contacts
 from storage.pins import PinError, set_customer_pin
@@ -15,6 +27,8 @@ from storage.tickets import retry_failed_work
 
 
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(configure_number_command)
+
     @app.cli.command("init-db")
     def init_db() -> None:
         """Bring the database schema up to date."""
@@ -66,6 +80,34 @@ def register_cli(app: Flask) -> None:
     @click.option("--once", is_flag=True, help="Relay what is pending now, then stop.")
     def relay_command(once: bool) -> None:
         """Enqueue pending work and ingest the fallback spool, every RELAY_INTERVAL seconds."""
-        from ivr.relay import run_relay
+        from ivr.worker.relay import run_relay
 
         run_relay(current_app.config["SETTINGS"], current_app.config["SESSIONMAKER"], once=once)
+
+
+@click.command("configure-number")
+@click.argument("phone_number")
+@click.option("--base-url", help="The https base URL Twilio calls.  [default: PUBLIC_BASE_URL]")
+@click.option("--api-url", default=TWILIO_API, hidden=True, help="Twilio's REST API (tests use a local stand-in).")
+@with_appcontext
+def configure_number_command(phone_number: str, base_url: str | None, api_url: str) -> None:
+    """Point a Twilio number's Voice URL, fallback URL and status callback at this service."""
+    settings: Settings = current_app.config["SETTINGS"]
+    if not (base_url or settings.public_base_url):
+        raise click.ClickException("give --base-url https://<host> (or set PUBLIC_BASE_URL)")
+    try:
+        base = checked_base_url(base_url or settings.public_base_url or "")
+        client = twilio_client(settings.twilio_account_sid, settings.twilio_auth_token, api_url)
+        configured = configure_number(client, phone_number, base, webhook_paths(current_app))
+    except NumberError as error:
+        raise click.ClickException(str(error)) from None
+    for line in describe(configured, base):
+        click.echo(line)
+    if not base.startswith("https://"):
+        click.echo("configure-number: Twilio will call over plain http; use https in production", err=True)
+    if settings.public_base_url != base:
+        click.echo(
+            f"configure-number: set PUBLIC_BASE_URL={base} where the service runs, so that Twilio's "
+            "signatures check out and callbacks point there",
+            err=True,
+        )

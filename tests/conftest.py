@@ -480,7 +480,7 @@ class JobsInProcess:
 @pytest.fixture
 def jobs(app, settings, recordings, smtp_sink, model_cache, monkeypatch):  # type: ignore[no-untyped-def]
     """Jobs run in this process, with the SMTP sink, the recording server and the dispatchers' address."""
-    from ivr import runtime
+    from ivr.worker import runtime
 
     with_settings(
         app,

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ivr.hours import BusinessHours
+from helpdesk.hours import BusinessHours
 
 HOURS = BusinessHours.parse("mon-fri 09:00-13:00, mon-fri 14:00-18:00")
 

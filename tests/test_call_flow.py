@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from callflows.engine import CallFlow, FlowError, Menu, go
 from callflows.support_line import FLOW
-from ivr.hours import BusinessHours
+from helpdesk.hours import BusinessHours
 from storage.models import Call, PendingWork, Ticket
 from storage.ticket_numbers import is_valid
 from tests.conftest import ANNA, GIULIA, STRANGER

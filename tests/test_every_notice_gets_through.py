@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from ivr.relay import REQUEUE_AFTER
+from ivr.worker.relay import REQUEUE_AFTER
 from storage import outbox
 from storage.models import Email, Ticket
 from tests.conftest import DISPATCH, GIULIA

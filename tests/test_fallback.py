@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from callflows.support_line import FLOW
-from ivr import create_app, spool
+from ivr import create_app
+from ivr.voice import spool
 from storage.models import Call, PendingWork, Ticket
 from tests.conftest import ACCOUNT_SID, BASE_URL, GIULIA, Caller, Twiml, call_params, sign
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from ivr import relay
 from ivr.jobs import follow_up
+from ivr.worker import relay
 from storage.models import Call, PendingWork
 from tests.conftest import GIULIA, STRANGER, phone_audio
 

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy import select
 
-from ivr.relay import job_queue, relay_once
+from ivr.worker.relay import job_queue, relay_once
 from storage.models import PendingWork, Ticket, utcnow
 from tests.conftest import GIULIA
 

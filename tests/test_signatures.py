@@ -12,7 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr import create_app
 from ivr.settings import Secret
-from ivr.twilio_auth import twilio_signed
+from ivr.voice.signature import twilio_signed
 from storage.models import Call, Ticket
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, Twiml, call_params, sign
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ivr import create_app, spool
+from ivr import create_app
+from ivr.voice import spool
 from storage.db import make_engine, make_sessionmaker
 from storage.models import Email, Ticket
 from tests.conftest import BASE_URL, DISPATCH, GIULIA, STRANGER, Caller, sign, with_settings
@@ -65,7 +66,7 @@ def test_an_entry_that_can_never_be_ingested_goes_to_dead_letters_and_is_reporte
     with_settings(app, dispatch_email=DISPATCH)
     never_ingestible(settings, database_url)
     good = spool.keep(settings.spool_dir, "fallback_message", fallback_message())
-    caplog.set_level(logging.WARNING, logger="ivr.spool")
+    caplog.set_level(logging.WARNING, logger="ivr.voice.spool")
 
     for _ in range(spool.MAX_TRIES + 3):
         ingest(app)
@@ -100,7 +101,7 @@ def test_spool_files_are_readable_by_the_service_user_only(settings):
 INGESTER = """
 import logging, sys
 from pathlib import Path
-from ivr import spool
+from ivr.voice import spool
 from storage.db import make_engine, make_sessionmaker
 logging.basicConfig(level=logging.WARNING)
 make_session = make_sessionmaker(make_engine(sys.argv[1]))

@@ -24,12 +24,12 @@ from pathlib import Path
 from rq import get_current_job
 from sqlalchemy.orm import Session, sessionmaker
 
-from callflows.urgency import raised_by_transcript
-from ivr import runtime
+from helpdesk.urgency import raised_by_transcript
 from ivr.jobs import mail
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
+from ivr.worker import runtime
 from storage import outbox
 from storage.emails import claim_email, record_refused, record_sent, release_claim
 from storage.models import Email, Ticket, VoiceMessage, utcnow

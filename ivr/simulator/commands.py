@@ -1,4 +1,4 @@
-"""Commands: `flask --app wsgi call` (a simulated call) and `flask --app wsgi configure-number` (a real number)."""
+"""The simulator's command: `flask --app wsgi call`, a simulated call against the running service."""
 
 from __future__ import annotations
 
@@ -17,15 +17,7 @@ from ivr.settings import Settings
 from ivr.simulator.call import Line, SimulatedCall
 from ivr.simulator.caller import Caller, ScriptedCaller, ScriptStep, TerminalCaller
 from ivr.simulator.media import CallerVoice, RecordingServer, has_espeak
-from ivr.simulator.number import (
-    TWILIO_API,
-    NumberError,
-    WebhookPaths,
-    checked_base_url,
-    configure_number,
-    describe,
-    twilio_client,
-)
+from ivr.twilio_number import webhook_paths
 
 LINE_NUMBER = "+390392847438"
 DEMO_CALLER = "+390392847101"  # Giulia Brambilla, Officine Brambilla, in examples/contacts.csv
@@ -34,13 +26,6 @@ RECORDING_PORT = 8099
 
 def register_simulator_cli(app: Flask) -> None:
     app.cli.add_command(call_command)
-    app.cli.add_command(configure_number_command)
-
-
-def webhook_paths(app: Flask) -> WebhookPaths:
-    """The webhook paths as the app routes them."""
-    urls = app.url_map.bind("localhost")
-    return WebhookPaths(urls.build("twilio.voice"), urls.build("twilio.fallback"), urls.build("twilio.status"))
 
 
 def language_answer(language: str) -> str | None:
@@ -195,31 +180,3 @@ def call_command(
     if not result.ok:
         click.echo(f"call: {len(result.problems)} problem(s) in call {result.call_sid}", err=True)
         sys.exit(1)
-
-
-@click.command("configure-number")
-@click.argument("phone_number")
-@click.option("--base-url", help="The https base URL Twilio calls.  [default: PUBLIC_BASE_URL]")
-@click.option("--api-url", default=TWILIO_API, hidden=True, help="Twilio's REST API (tests use a local stand-in).")
-@with_appcontext
-def configure_number_command(phone_number: str, base_url: str | None, api_url: str) -> None:
-    """Point a Twilio number's Voice URL, fallback URL and status callback at this service."""
-    settings: Settings = current_app.config["SETTINGS"]
-    if not (base_url or settings.public_base_url):
-        raise click.ClickException("give --base-url https://<host> (or set PUBLIC_BASE_URL)")
-    try:
-        base = checked_base_url(base_url or settings.public_base_url or "")
-        client = twilio_client(settings.twilio_account_sid, settings.twilio_auth_token, api_url)
-        configured = configure_number(client, phone_number, base, webhook_paths(current_app))
-    except NumberError as error:
-        raise click.ClickException(str(error)) from None
-    for line in describe(configured, base):
-        click.echo(line)
-    if not base.startswith("https://"):
-        click.echo("configure-number: Twilio will call over plain http; use https in production", err=True)
-    if settings.public_base_url != base:
-        click.echo(
-            f"configure-number: set PUBLIC_BASE_URL={base} where the service runs, so that Twilio's "
-            "signatures check out and callbacks point there",
-            err=True,
-        )

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy.orm import Session, sessionmaker
 
-from ivr import spool
 from ivr.settings import Settings
+from ivr.voice import spool
 from storage import outbox
 
 log = logging.getLogger(__name__)

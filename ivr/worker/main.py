@@ -15,9 +15,9 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Worker
 
-from ivr import runtime
-from ivr.relay import run_relay
 from ivr.settings import Settings
+from ivr.worker import runtime
+from ivr.worker.relay import run_relay
 
 log = logging.getLogger(__name__)
 

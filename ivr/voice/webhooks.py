@@ -1,6 +1,6 @@
 """Twilio's voice webhooks: the menu, the status and recording callbacks, and the fallback answer.
 
-Views are thin: they read the form, let the call flow or `ivr.calls` do the work, and
+Views are thin: they read the form, let the call flow or `ivr.voice.calls` do the work, and
 answer TwiML. Whatever fails, the caller hears an apology and can still leave a message.
 """
 
@@ -18,9 +18,9 @@ from twilio.twiml.voice_response import VoiceResponse
 import prompts
 from callflows.engine import Turn
 from callflows.support_line import FLOW
-from ivr import calls, spool
 from ivr.db import db_session
-from ivr.twilio_auth import twilio_signed
+from ivr.voice import calls, spool
+from ivr.voice.signature import twilio_signed
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)

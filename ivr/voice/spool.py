@@ -23,9 +23,9 @@ from typing import IO, Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from ivr import calls
 from ivr.jobs import mail
 from ivr.settings import Settings
+from ivr.voice import calls
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from flask import Flask
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
@@ -165,3 +166,9 @@ def describe(configured: Configured, base_url: str) -> list[str]:
     lines = [f"{configured.phone_number} ({configured.sid}) now calls {base_url}:"]
     lines += [f"  {c.label:<{width}}  {c.old or '(none)'} -> {c.new or '(none)'}" for c in configured.changes]
     return lines
+
+
+def webhook_paths(app: Flask) -> WebhookPaths:
+    """The webhook paths as the app routes them."""
+    urls = app.url_map.bind("localhost")
+    return WebhookPaths(urls.build("twilio.voice"), urls.build("twilio.fallback"), urls.build("twilio.status"))

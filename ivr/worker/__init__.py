@@ -1,0 +1,1 @@
+"""The worker process: `python -m ivr.worker` runs RQ (with its scheduler) and the outbox relay."""

@@ -1,0 +1,3 @@
+from ivr.worker.main import main
+
+main()
