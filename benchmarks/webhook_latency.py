@@ -1,29 +1,76 @@
 """How fast the webhooks answer: whole calls played against the app, latency per request.
 
-    .venv/bin/python benchmarks/webhook_latency.py [--calls 200] [--database-url URL]
+    .venv/bin/python -m benchmarks.webhook_latency [--calls 200] [--database-url URL]
 
 Runs in-process (no network between "Twilio" and the app), so it measures our own work
-per webhook: signature check, database, TwiML. Prints percentiles per endpoint kind.
+per webhook: signature check, database, TwiML. The calls come from the demo directory's
+Giulia Brambilla (examples/contacts.csv), with the requests the simulator builds. Prints
+percentiles per endpoint kind.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from xml.etree import ElementTree
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from flask.testing import FlaskClient
 
-from ivr import create_app  # noqa: E402
-from ivr.settings import Secret, Settings  # noqa: E402
-from storage.contacts import import_contacts  # noqa: E402
-from storage.db import upgrade  # noqa: E402
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DIRECTORY_CSV, GIULIA, Caller  # noqa: E402
+from ivr import create_app
+from ivr.settings import Secret, Settings
+from ivr.simulator import twilio_requests as twilio
+from ivr.simulator.commands import DEMO_CALLER
+from storage.contacts import import_contacts
+from storage.db import upgrade
+
+DIRECTORY = Path(__file__).resolve().parent.parent / "examples" / "contacts.csv"
+BASE_URL = "https://ivr.example.com"
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "bench-auth-token-not-a-secret"
+
+
+class TimedCall:
+    """One call played into the app's test client, each webhook's time kept under its kind."""
+
+    def __init__(self, client: FlaskClient, timings: dict[str, list[float]]) -> None:
+        self.client, self.timings = client, timings
+        self.twilio_call = twilio.TwilioCall(ACCOUNT_SID, AUTH_TOKEN, DEMO_CALLER, status="in-progress")
+        self.last: ElementTree.Element | None = None
+
+    def send(self, kind: str, url: str, fields: Mapping[str, str] | None = None) -> None:
+        """Sign and post a webhook, and read its TwiML (callbacks answer none)."""
+        start = time.perf_counter()
+        request = self.twilio_call.request(url, fields)
+        response = self.client.post(request.path, data=request.params, headers=request.headers)
+        assert response.status_code in (200, 204), f"{request.path} answered {response.status_code}"
+        if response.status_code == 200:
+            self.last = ElementTree.fromstring(response.data)
+        self.timings[kind].append(time.perf_counter() - start)
+
+    def next_url(self, tag: str) -> str:
+        """Where the last TwiML's `tag` (Gather, Record: its action; Redirect: its URL) leads."""
+        verb = None if self.last is None else next(self.last.iter(tag), None)
+        assert verb is not None, f"no {tag} in the last TwiML"
+        return verb.get("action") or (verb.text or "").strip()
+
+    def play(self) -> None:
+        """Silence at the welcome, 1 a new request, 1 everything is stopped, a message, 1 to confirm it."""
+        self.send("voice (answer)", f"{BASE_URL}/twilio/voice", {"CallStatus": "ringing"})
+        self.send("menu step", self.next_url("Redirect"))
+        self.send("menu step", self.next_url("Gather"), twilio.keys_pressed("1"))
+        self.send("menu step", self.next_url("Gather"), twilio.keys_pressed("1"))
+        sid = twilio.new_sid("RE")
+        message = twilio.recording(sid, 7, twilio.recording_url(ACCOUNT_SID, sid))
+        self.send("record action", self.next_url("Record"), twilio.message_left(message))
+        self.send("open ticket", self.next_url("Gather"), twilio.keys_pressed("1"))
+        self.send("callback", f"{BASE_URL}/twilio/recording", twilio.recording_status(message))
+        self.send("callback", f"{BASE_URL}/twilio/status", twilio.call_ended(42))
 
 
 def main() -> None:
@@ -38,31 +85,16 @@ def main() -> None:
         twilio_auth_token=Secret(AUTH_TOKEN),
         api_token=Secret("bench"),
         database_url=url,
-        public_base_url="https://ivr.example.com",
+        public_base_url=BASE_URL,
         queue_name=f"bench-{uuid.uuid4().hex[:6]}",
     )
     app = create_app(settings)
     with app.config["SESSIONMAKER"]() as session, session.begin():
-        import_contacts(session, DIRECTORY_CSV)
+        import_contacts(session, DIRECTORY.read_text(encoding="utf-8"))
     client = app.test_client()
     timings: dict[str, list[float]] = defaultdict(list)
-
-    def timed(kind: str, action, *args):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
-        result = action(*args)
-        timings[kind].append(time.perf_counter() - start)
-        return result
-
     for _ in range(args.calls):
-        call = Caller(client, GIULIA)
-        timed("voice (answer)", call.dial_in)
-        timed("menu step", call.stay_silent)
-        timed("menu step", call.press, "1")
-        timed("menu step", call.press, "1")
-        timed("record action", call.speak)
-        timed("open ticket", call.press, "1")
-        timed("callback", call.recording_ready)
-        timed("callback", call.hang_up)
+        TimedCall(client, timings).play()
 
     print(f"{args.calls} calls on {url.split(':')[0]}")
     print(f"{'webhook':<16} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")

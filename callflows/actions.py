@@ -1,7 +1,8 @@
-"""What the support line's steps do on the way: identify, remember, open the ticket.
+"""What the support line's steps do: identify, remember, open the ticket; and what "@name" prompts say.
 
-Each action takes the turn (the stored call, the session, the request form) and the
-route's argument. Speakers return what a prompt's "@name" item says.
+Each action takes the turn (the stored call, the session, the request form). Side effects
+also take the route's argument; deciders return the event of a Branch; checkers take the
+typed digits and return the event of an Entry. Speakers return what a prompt's "@name" item says.
 
 Only the caller ID Twilio reports identifies a caller (`identify_caller`). A number or a
 customer code typed on the keypad is noted for a dispatcher to confirm: it names no
@@ -12,28 +13,56 @@ from __future__ import annotations
 
 import prompts
 from callflows import status
-from callflows.engine import Action, Speaker, Turn, seconds
-from helpdesk.urgency import provisional_urgency
+from callflows.engine import Checker, Decider, SideEffect, Speaker, Turn, seconds
+from helpdesk import intake
 from prompts import Speech
 from storage.contacts import get_contact_by_phone, get_customer_by_code
-from storage.models import Call
 from storage.phones import to_e164
-from storage.tickets import open_ticket_for_call
 
-
-def _call(turn: Turn) -> Call:
-    call = turn.call
-    assert isinstance(call, Call)
-    return call
+# -- side effects ----------------------------------------------------------------------------
 
 
 def set_language(turn: Turn, language: object) -> None:
-    _call(turn).language = str(language)
+    turn.call.language = str(language)
 
 
-def identify_caller(turn: Turn, _: object) -> str:
+def greet(turn: Turn, _: object) -> None:
+    """Hello with the company's name: for a caller identified by caller ID only."""
+    contact = turn.call.contact
+    if contact is not None:
+        turn.say("greeting_known", company=contact.customer.name.rstrip("."))
+
+
+def set_severity(turn: Turn, severity: object) -> None:
+    turn.call.severity = int(str(severity))
+
+
+def keep_recording(turn: Turn, _: object) -> None:
+    """Remember the recording just made (the one the caller may confirm)."""
+    call = turn.call
+    call.recording_sid = turn.form.get("RecordingSid") or None
+    call.recording_url = turn.form.get("RecordingUrl") or None
+    call.recording_duration = seconds(turn.form.get("RecordingDuration"))
+
+
+def forget_recording(turn: Turn, _: object) -> None:
+    call = turn.call
+    call.recording_sid = call.recording_url = None
+    call.recording_duration = None
+
+
+def open_ticket(turn: Turn, kind: object) -> None:
+    """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
+    voicemail = kind == "voicemail"
+    intake.open_ticket(turn.session, turn.call, voicemail=voicemail, opened_by="voicemail" if voicemail else "line")
+
+
+# -- deciders --------------------------------------------------------------------------------
+
+
+def identify_caller(turn: Turn) -> str:
     """known, unknown or withheld: the caller ID looked up in the directory (the only way to identify a caller)."""
-    call = _call(turn)
+    call = turn.call
     if call.caller is None:
         return "withheld"
     contact = get_contact_by_phone(turn.session, call.caller)
@@ -43,89 +72,43 @@ def identify_caller(turn: Turn, _: object) -> str:
     return "known"
 
 
-def greet(turn: Turn, _: object) -> None:
-    """Hello with the company's name: for a caller identified by caller ID only."""
-    contact = _call(turn).contact
-    if contact is not None:
-        turn.say("greeting_known", company=contact.customer.name.rstrip("."))
+def business_hours(turn: Turn) -> str:
+    """open, closed, or nobody (open, but no on-call number is set)."""
+    if not turn.is_open():
+        return "closed"
+    return "open" if turn.dial_number else "nobody"
 
 
-def check_callback_number(turn: Turn, digits: object) -> str:
+# -- checkers --------------------------------------------------------------------------------
+
+
+def check_callback_number(turn: Turn, digits: str) -> str:
     """A withheld caller's callback number: invalid, or noted (and the caller stays unknown).
 
     When the number is a contact's, the contact is only a suggestion for the dispatcher:
     whoever typed it may not be that person.
     """
-    number = to_e164(str(digits))
+    number = to_e164(digits)
     if number is None:
         return "invalid"
-    call = _call(turn)
+    call = turn.call
     call.callback_number = number
     call.suggested_contact = get_contact_by_phone(turn.session, number)
     turn.say("callback_number_noted", number=prompts.spoken_phone(number))
     return "unknown"
 
 
-def check_customer_code(turn: Turn, digits: object) -> str:
+def check_customer_code(turn: Turn, digits: str) -> str:
     """A code typed by a caller the caller ID did not identify: the customer, provisionally, without its name."""
-    customer = get_customer_by_code(turn.session, str(digits))
+    customer = get_customer_by_code(turn.session, digits)
     if customer is None:
         return "unknown_code"
-    call = _call(turn)
-    call.customer = customer  # provisional: the ticket needs a dispatcher's match (no contact, needs_match)
+    turn.call.customer = customer  # provisional: the ticket needs a dispatcher's match (no contact, needs_match)
     turn.say("customer_code_noted")
     return "linked"
 
 
-def set_severity(turn: Turn, severity: object) -> None:
-    _call(turn).severity = int(str(severity))
-
-
-def keep_recording(turn: Turn, _: object) -> None:
-    """Remember the recording just made (the one the caller may confirm)."""
-    call = _call(turn)
-    call.recording_sid = turn.form.get("RecordingSid") or None
-    call.recording_url = turn.form.get("RecordingUrl") or None
-    call.recording_duration = seconds(turn.form.get("RecordingDuration"))
-
-
-def forget_recording(turn: Turn, _: object) -> None:
-    call = _call(turn)
-    call.recording_sid = call.recording_url = None
-    call.recording_duration = None
-
-
-def sla_of_verified_customer(call: Call) -> str | None:
-    """The SLA that may raise a new ticket's urgency: the customer of the contact known by caller ID.
-
-    A customer code typed on the keypad is a claim, and claims do not buy urgency.
-    """
-    return call.contact.customer.sla if call.contact is not None else None
-
-
-def opening_urgency(call: Call) -> str:
-    """The provisional urgency of the call's ticket: the caller's triage with the verified customer's SLA."""
-    return provisional_urgency(call.severity, sla_of_verified_customer(call))
-
-
-def open_ticket(turn: Turn, kind: object) -> None:
-    """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
-    call = _call(turn)
-    voicemail = kind == "voicemail"
-    open_ticket_for_call(
-        turn.session,
-        call,
-        opening_urgency(call),
-        voicemail=voicemail,
-        opened_by="a message left on the line" if voicemail else "the caller on the line",
-    )
-
-
-def business_hours(turn: Turn, _: object) -> str:
-    """open, closed, or nobody (open, but no on-call number is set)."""
-    if not turn.is_open():
-        return "closed"
-    return "open" if turn.dial_number else "nobody"
+# -- speakers ------------------------------------------------------------------------------
 
 
 def language_offer(turn: Turn) -> Speech:
@@ -135,12 +118,12 @@ def language_offer(turn: Turn) -> Speech:
 
 
 def ticket_number(turn: Turn) -> Speech:
-    ticket = _call(turn).ticket
+    ticket = turn.call.ticket
     return prompts.spoken_digits(ticket.number or "") if ticket else []
 
 
 def next_steps(turn: Turn) -> Speech:
-    call = _call(turn)
+    call = turn.call
     catalogue = prompts.catalogue(call.language)
     if call.ticket is not None and call.ticket.recording_sid is None:
         return [catalogue.text("ticket_no_audio")]
@@ -149,23 +132,29 @@ def next_steps(turn: Turn) -> Speech:
     return [catalogue.text("ticket_next_steps")]
 
 
-ACTIONS: dict[str, Action] = {
+SIDE_EFFECTS: dict[str, SideEffect] = {
     "set_language": set_language,
-    "identify_caller": identify_caller,
     "greet": greet,
-    "check_callback_number": check_callback_number,
-    "check_customer_code": check_customer_code,
     "set_severity": set_severity,
     "keep_recording": keep_recording,
     "forget_recording": forget_recording,
     "open_ticket": open_ticket,
-    "business_hours": business_hours,
-    "status_entry": status.status_entry,
     "next_own_ticket": status.next_own_ticket,
     "choose_own_ticket": status.choose_own_ticket,
+    "keep_voice_message": status.keep_voice_message,
+}
+
+DECIDERS: dict[str, Decider] = {
+    "identify_caller": identify_caller,
+    "business_hours": business_hours,
+    "status_entry": status.status_entry,
+}
+
+CHECKERS: dict[str, Checker] = {
+    "check_callback_number": check_callback_number,
+    "check_customer_code": check_customer_code,
     "check_ticket_number": status.check_ticket_number,
     "check_status_pin": status.check_status_pin,
-    "keep_voice_message": status.keep_voice_message,
 }
 
 SPEAKERS: dict[str, Speaker] = {

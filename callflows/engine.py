@@ -1,21 +1,26 @@
 """Step kinds of a voice menu, how each is rendered as TwiML and how each handles the caller's input.
 
 A flow is a list of named steps. Each input (a key, silence, a recording, a transfer's end)
-leads somewhere through a `Go`: the next step, an action to run on the way, and a notice
+leads somewhere through a `Go`: the next step, side effects to run on the way, and a notice
 to say first. `Go(AGAIN, ...)` asks the same step again, at most `max_attempts` times,
 after which the step's `exhausted` route is taken, so a caller is never stranded.
+
+Actions come in three roles, each registered in its own table: side effects (run on the
+way), deciders (a Branch's question) and checkers (an Entry's check of the typed digits).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import KW_ONLY, dataclass, field
 
+from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 import prompts
+from helpdesk.access import LockReport, StatusGuard
 from prompts import Pause, Speech
+from storage.models import Call
 
 AGAIN = "again"
 
@@ -25,7 +30,7 @@ class Go:
     """Where an input leads."""
 
     step: str
-    do: str | tuple[str, ...] | None = None  # actions to run, in order, before entering `step`
+    do: str | tuple[str, ...] | None = None  # side effects to run, in order, before entering `step`
     arg: object = None
     notice: str | None = None  # a prompt key said before the next step's own prompt
 
@@ -45,102 +50,94 @@ def again(notice: str) -> Go:
 
 
 @dataclass(frozen=True)
-class Menu:
-    """Say the prompt, take one key."""
+class Prompted:
+    """What every step that speaks has: its name and its prompt (prompt keys, or "@speaker" names)."""
 
     name: str
+    _: KW_ONLY
     prompt: tuple[str, ...]
-    options: Mapping[str, Go]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Asking(Prompted):
+    """What the steps that wait for the caller share: where silence and running out of attempts lead."""
+
+    silence: Go
     exhausted: Go
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Menu(Asking):
+    """Say the prompt, take one key."""
+
+    options: Mapping[str, Go]
     silence: Go = again("no_input")
     other_key: Go = again("wrong_key")
     timeout: int = 6
-    max_attempts: int = 3
 
 
-@dataclass(frozen=True)
-class Entry:
-    """Say the prompt, take a number typed and ended with #; `check` turns it into an event."""
+@dataclass(frozen=True, kw_only=True)
+class Entry(Asking):
+    """Say the prompt, take a number typed and ended with #; the `check` checker turns it into an event."""
 
-    name: str
-    prompt: tuple[str, ...]
     check: str
     events: Mapping[str, Go]
-    silence: Go
-    exhausted: Go
     timeout: int = 10
-    max_attempts: int = 3
 
 
-@dataclass(frozen=True)
-class Record:
+@dataclass(frozen=True, kw_only=True)
+class Record(Asking):
     """Say the prompt, record after the beep until # or the maximum length."""
 
-    name: str
-    prompt: tuple[str, ...]
     recorded: Go
     hung_up: Go
-    exhausted: Go
-    silence: Go = again("describe_problem_silence")
     max_attempts: int = 2
     purpose: str = "ticket"  # told to the recording callback: the call's ticket, or a message on a ticket
 
 
-@dataclass(frozen=True)
-class Transfer:
+@dataclass(frozen=True, kw_only=True)
+class Transfer(Prompted):
     """Dial the on-call technician; `no_answer` when nobody picks up."""
 
-    name: str
-    prompt: tuple[str, ...]
     answered: Go
     no_answer: Go
 
 
 @dataclass(frozen=True)
 class Branch:
-    """Decide without asking: the `decide` action returns an event."""
+    """Decide without asking: the `decide` decider returns the event."""
 
     name: str
+    _: KW_ONLY
     decide: str
     events: Mapping[str, Go]
 
 
 @dataclass(frozen=True)
-class Hangup:
+class Hangup(Prompted):
     """Say the prompt and end the call."""
-
-    name: str
-    prompt: tuple[str, ...]
 
 
 Step = Menu | Entry | Record | Transfer | Branch | Hangup
-
-
-class CallState(Protocol):
-    """What the engine needs of the stored call."""
-
-    language: str
-    step: str | None
-    attempts: int
 
 
 @dataclass
 class Turn:
     """One webhook's worth of context: the call, how to build URLs, what to say first."""
 
-    call: CallState
-    session: Any  # the storage session the actions use; the request owns commit and rollback
+    call: Call
+    session: Session  # the storage session the actions use; the request owns commit and rollback
     is_open: Callable[[], bool]  # business hours
     step_url: Callable[..., str]  # step_url(step_name, event=None) -> absolute URL
     recording_callback_url: Callable[[str], str]  # recording_callback_url(purpose) -> absolute URL
     max_recording_seconds: int
     dial_number: str | None
     dial_timeout: int
+    timezone: str  # the help desk's, for the times the line reads
+    status_guard: StatusGuard  # counts PIN attempts
+    lock_report: LockReport  # where a PIN locked by guessing is reported
     form: Mapping[str, str] = field(default_factory=dict)
-    timezone: str = "Europe/Rome"
-    status_guard: Any = None  # callflows.status.StatusGuard: counts PIN attempts
-    dispatch_email: str | None = None  # where a locked PIN is reported; None: not reported
-    mail_from: str = "assistenza@example.com"  # the sender of what the line queues (its domain names Message-IDs)
     notices: list[Speech] = field(default_factory=list)
 
     def say(self, key: str, **values: object) -> None:
@@ -148,10 +145,16 @@ class Turn:
         self.notices.append([prompts.catalogue(self.call.language).text(key, **values)])
 
 
-# An action takes the turn and the Go's `arg` and does its work. Used as a Branch's
-# `decide` or an Entry's `check`, it returns the event that picks the route.
-Action = Callable[[Turn, object], "str | None"]
-Speaker = Callable[[Turn], Speech]
+# Actions by role, each registered with the flow in its own table:
+SideEffect = Callable[[Turn, object], None]  # runs on the way to a step (a Go's `do`), given the Go's `arg`
+Decider = Callable[[Turn], str]  # a Branch's `decide`: the event that picks the route
+Checker = Callable[[Turn, str], str]  # an Entry's `check`: the typed digits (without #) to the event
+Speaker = Callable[[Turn], Speech]  # what a prompt's "@name" item says
+PromptValues = Callable[[Turn], Mapping[str, object]]  # what the flow's prompts put in their placeholders
+
+
+def _no_values(turn: Turn) -> Mapping[str, object]:
+    return {}
 
 
 class FlowError(Exception):
@@ -159,14 +162,26 @@ class FlowError(Exception):
 
 
 class CallFlow:
-    """A voice menu: named steps, actions, and dynamic speech ("@name" items in prompts)."""
+    """A voice menu: named steps, its actions by role, and dynamic speech ("@name" items in prompts)."""
 
-    def __init__(self, steps: list[Step], actions: Mapping[str, Action], speakers: Mapping[str, Speaker]):
+    def __init__(
+        self,
+        steps: list[Step],
+        *,
+        side_effects: Mapping[str, SideEffect] | None = None,
+        deciders: Mapping[str, Decider] | None = None,
+        checkers: Mapping[str, Checker] | None = None,
+        speakers: Mapping[str, Speaker] | None = None,
+        prompt_values: PromptValues = _no_values,
+    ):
         self.steps = {step.name: step for step in steps}
         self.order = [step.name for step in steps]
         self.start = self.order[0]
-        self.actions = actions
-        self.speakers = speakers
+        self.side_effects = side_effects or {}
+        self.deciders = deciders or {}
+        self.checkers = checkers or {}
+        self.speakers = speakers or {}
+        self.prompt_values = prompt_values
         problems = self.problems()
         if problems:
             raise FlowError("; ".join(problems))
@@ -192,21 +207,21 @@ class CallFlow:
             if route.notice:
                 turn.say(route.notice)
             if route.step == AGAIN:
-                assert current is not None
+                if not isinstance(current, Asking):  # problems() allows AGAIN only where the step asks
+                    raise FlowError(f"{current.name if current else 'the start'} cannot ask again")
                 turn.call.attempts += 1
-                if turn.call.attempts >= current.max_attempts:  # type: ignore[union-attr]
-                    route = current.exhausted  # type: ignore[union-attr]
+                if turn.call.attempts >= current.max_attempts:
+                    route = current.exhausted
                     continue
                 return self.render(current, turn)
             for action in route.actions:
-                self.actions[action](turn, route.arg)
+                self.side_effects[action](turn, route.arg)
             step = self.steps[route.step]
             if step.name != turn.call.step:
                 turn.call.step, turn.call.attempts = step.name, 0
             if isinstance(step, Branch):
                 current = step
-                event = self.actions[step.decide](turn, None)
-                route = step.events[event or ""]
+                route = step.events[self.deciders[step.decide](turn)]
                 continue
             return self.render(step, turn)
         raise FlowError("too many steps without asking the caller")
@@ -220,8 +235,7 @@ class CallFlow:
         if isinstance(step, Entry):
             if event == "silence" or not digits.rstrip("#"):
                 return step.silence
-            outcome = self.actions[step.check](turn, digits.rstrip("#"))
-            return step.events[outcome or ""]
+            return step.events[self.checkers[step.check](turn, digits.rstrip("#"))]
         if isinstance(step, Record):
             if turn.form.get("RecordingSid") and seconds(turn.form.get("RecordingDuration")) > 0:
                 # Twilio reports a caller who hung up while recording with Digits=hangup.
@@ -280,13 +294,15 @@ class CallFlow:
         return response
 
     def speech(self, step: Step, turn: Turn) -> Speech:
+        if not isinstance(step, Prompted):
+            return []
         catalogue = prompts.catalogue(turn.call.language)
         speech: Speech = []
-        for item in getattr(step, "prompt", ()):
+        for item in step.prompt:
             if item.startswith("@"):
                 speech.extend(self.speakers[item[1:]](turn))
             else:
-                speech.append(catalogue.text(item, minutes=max(1, turn.max_recording_seconds // 60)))
+                speech.append(catalogue.text(item, **self.prompt_values(turn)))
         return speech
 
     # -- checks and description --------------------------------------------------------
@@ -319,22 +335,25 @@ class CallFlow:
             for label, route in self.routes(step):
                 if route.step != AGAIN and route.step not in self.steps:
                     found.append(f"{step.name} ({label}) leads to unknown step {route.step!r}")
-                if route.step == AGAIN and isinstance(step, (Transfer, Branch)):
+                if route.step == AGAIN and not isinstance(step, Asking):
                     found.append(f"{step.name} ({label}) cannot ask again")
                 found.extend(
-                    f"{step.name} ({label}) runs unknown action {a!r}" for a in route.actions if a not in self.actions
+                    f"{step.name} ({label}) runs unknown side effect {a!r}"
+                    for a in route.actions
+                    if a not in self.side_effects
                 )
                 for key in (route.notice,) if route.notice else ():
                     found.extend(_missing_prompt(step.name, key))
-            for item in getattr(step, "prompt", ()):
+            for item in step.prompt if isinstance(step, Prompted) else ():
                 if item.startswith("@"):
                     if item[1:] not in self.speakers:
                         found.append(f"{step.name} says unknown speech {item!r}")
                 else:
                     found.extend(_missing_prompt(step.name, item))
-            for name in (getattr(step, "check", None), getattr(step, "decide", None)):
-                if name and name not in self.actions:
-                    found.append(f"{step.name} uses unknown action {name!r}")
+            if isinstance(step, Entry) and step.check not in self.checkers:
+                found.append(f"{step.name} uses unknown checker {step.check!r}")
+            if isinstance(step, Branch) and step.decide not in self.deciders:
+                found.append(f"{step.name} uses unknown decider {step.decide!r}")
         reachable = {self.start}
         frontier = [self.start]
         while frontier:

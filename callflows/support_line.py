@@ -6,10 +6,13 @@ running out of attempts leads. `python -m callflows.support_line` prints it as a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from callflows import actions
-from callflows.engine import Branch, CallFlow, Entry, Hangup, Menu, Record, Step, Transfer, again, go
+from callflows.engine import Branch, CallFlow, Entry, Hangup, Menu, Record, Step, Transfer, Turn, again, go
 
 TOO_MANY = "too_many_attempts"
+NO_MESSAGE = again("describe_problem_silence")  # silence after the beep: once more, with this notice
 
 
 def technician(name: str, dial: str, message: str) -> list[Step]:
@@ -95,6 +98,7 @@ STEPS: list[Step] = [
     Record(
         "describe_problem",
         prompt=("describe_problem",),
+        silence=NO_MESSAGE,
         recorded=go("confirm_recording", do="keep_recording"),
         hung_up=go("goodbye", do=("keep_recording", "open_ticket"), arg="voicemail"),
         exhausted=go("ticket_opened", do="open_ticket"),  # twice silent: a ticket without audio
@@ -180,6 +184,7 @@ STEPS: list[Step] = [
     Record(
         "add_message",
         prompt=("add_message",),
+        silence=NO_MESSAGE,
         recorded=go("main_menu", do="keep_voice_message", notice="message_added"),
         hung_up=go("goodbye", do="keep_voice_message"),
         exhausted=go("ticket_status"),
@@ -190,6 +195,7 @@ STEPS: list[Step] = [
     Record(
         "leave_message",
         prompt=("leave_message",),
+        silence=NO_MESSAGE,
         recorded=go("ticket_opened", do=("keep_recording", "open_ticket"), arg="voicemail"),
         hung_up=go("goodbye", do=("keep_recording", "open_ticket"), arg="voicemail"),
         exhausted=go("ticket_opened", do="open_ticket", arg="voicemail"),
@@ -197,7 +203,20 @@ STEPS: list[Step] = [
     Hangup("goodbye", prompt=("goodbye",)),
 ]
 
-FLOW = CallFlow(STEPS, actions.ACTIONS, actions.SPEAKERS)
+
+def recording_limit(turn: Turn) -> Mapping[str, object]:
+    """The placeholder of the prompts before a recording: the longest message, in whole minutes."""
+    return {"minutes": max(1, turn.max_recording_seconds // 60)}
+
+
+FLOW = CallFlow(
+    STEPS,
+    side_effects=actions.SIDE_EFFECTS,
+    deciders=actions.DECIDERS,
+    checkers=actions.CHECKERS,
+    speakers=actions.SPEAKERS,
+    prompt_values=recording_limit,
+)
 
 
 if __name__ == "__main__":

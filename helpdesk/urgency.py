@@ -1,10 +1,11 @@
-"""Provisional urgency: the caller's triage combined with the customer's SLA, raised by clear words."""
+"""Urgency: the caller's triage combined with the SLA of the customer known by caller ID, raised by clear words."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
+from storage.models import Call
 from storage.tickets import URGENCIES
 
 # severity pressed by the caller: 1 everything is stopped, 2 it partly works, 3 a request
@@ -65,6 +66,19 @@ def provisional_urgency(severity: int | None, sla: str | None) -> str:
     if severity in _BY_SEVERITY_AND_SLA:
         return _BY_SEVERITY_AND_SLA[severity][level]
     return _UNTRIAGED[level]
+
+
+def sla_of_verified_customer(call: Call) -> str | None:
+    """The SLA that may raise a new ticket's urgency: the customer of the contact known by caller ID.
+
+    A customer code typed on the keypad is a claim, and claims do not buy urgency.
+    """
+    return call.contact.customer.sla if call.contact is not None else None
+
+
+def opening_urgency(call: Call) -> str:
+    """The provisional urgency of the call's ticket: the caller's triage with the verified customer's SLA."""
+    return provisional_urgency(call.severity, sla_of_verified_customer(call))
 
 
 def raised_by_transcript(urgency: str, transcript: str) -> tuple[str, str] | None:

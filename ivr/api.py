@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, request
 
-from callflows.status import AUTHORIZED, LOCKED, UNAVAILABLE, LockReport, may_hear, status_speech
+from callflows.status import status_speech
+from helpdesk import thread
+from helpdesk.access import AUTHORIZED, LOCKED, UNAVAILABLE, LockReport, may_hear
 from ivr.db import db_session
 from storage.models import Ticket, utcnow
 from storage.phones import to_e164
@@ -42,7 +44,7 @@ def ticket(number: str) -> Any:
     found = get_ticket_by_number(db_session(), number)
     if found is None:
         return jsonify(error="no ticket with that number"), 404
-    return jsonify(ticket_json(found))
+    return jsonify(ticket_json(found, request.args.get("lang", "it")))
 
 
 PIN_HEADER = "X-Ticket-PIN"
@@ -119,10 +121,12 @@ def tickets_of_caller() -> Any:
     caller = to_e164(request.args.get("caller", ""))
     if caller is None:
         return jsonify(error="caller must be a phone number, in E.164 like +390392847438"), 400
-    return jsonify(tickets=[ticket_json(t) for t in get_tickets_of_caller(db_session(), caller)])
+    language = request.args.get("lang", "it")
+    return jsonify(tickets=[ticket_json(t, language) for t in get_tickets_of_caller(db_session(), caller)])
 
 
-def ticket_json(ticket: Ticket) -> dict[str, Any]:
+def ticket_json(ticket: Ticket, language: str) -> dict[str, Any]:
+    """The ticket as the API shows it; the thread's entries are put into words in `language` (Italian if unknown)."""
     return {
         "number": ticket.number,
         "status": ticket.status,
@@ -142,5 +146,8 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "confirmation_sent": ticket.confirmation_sent_at is not None,
         "technician": ticket.technician.name if ticket.technician else None,
         "estimated_restore_at": ticket.estimated_restore_at.isoformat() if ticket.estimated_restore_at else None,
-        "events": [{"kind": e.kind, "at": e.at.isoformat(), "text": e.text} for e in ticket.events],
+        "events": [
+            {"kind": e.kind, "at": e.at.isoformat(), "facts": e.facts, "text": thread.render(e, language)}
+            for e in ticket.events
+        ],
     }

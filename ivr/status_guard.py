@@ -15,7 +15,7 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
-from callflows.status import GuardUnavailable, Reservation
+from helpdesk.access import GuardUnavailable, Reservation
 
 # Give an attempt back only to a counter that still exists: a DECR on an expired key would
 # create one at -1 that never expires, a budget that never runs out.
@@ -27,7 +27,7 @@ end
 
 
 class RedisStatusGuard:
-    """The StatusGuard of callflows.status, on Redis."""
+    """The StatusGuard of helpdesk.access, on Redis."""
 
     def __init__(self, redis: Redis, prefix: str, max_failures: int = 5, window: int = 3600):
         self.redis, self.prefix, self.max_failures, self.window = redis, prefix, max_failures, window

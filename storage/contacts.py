@@ -168,3 +168,9 @@ def get_customer_by_code(session: Session, code: str) -> Customer | None:
 def get_contact_by_phone(session: Session, phone: str) -> Contact | None:
     """The contact with this E.164 number (the first one, if colleagues share a line)."""
     return session.scalars(select(Contact).where(Contact.phone == phone).order_by(Contact.id)).first()
+
+
+def get_contact_of_customer_by_phone(session: Session, customer_id: int, phone: str) -> Contact | None:
+    """The customer's contact with this E.164 number (the first one, if colleagues share a line)."""
+    by_phone = select(Contact).where(Contact.customer_id == customer_id, Contact.phone == phone)
+    return session.scalars(by_phone.order_by(Contact.id)).first()

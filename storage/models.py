@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     ForeignKey,
@@ -191,7 +193,8 @@ class VoiceMessage(Base):
 
 
 class TicketEvent(Base):
-    """One entry of a ticket's thread: everything said and done, oldest first."""
+    """One entry of a ticket's thread, oldest first: its kind and its facts, put into words when read
+    (helpdesk.thread), in the reader's language."""
 
     __tablename__ = "ticket_events"
 
@@ -199,7 +202,8 @@ class TicketEvent(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
-    text: Mapped[str] = mapped_column(Text)
+    # JSON values only; {"note": ...} alone is said as it is (rows written before facts were kept).
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
 

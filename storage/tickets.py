@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage import outbox
-from storage.models import Call, Contact, Ticket, TicketEvent, VoiceMessage, utcnow
+from storage.models import Call, Ticket, TicketEvent, VoiceMessage, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
-PHASES = ("received", "triage", "diagnostics", "intervention", "resolved", "closed")
-OPEN_PHASES = PHASES[:4]
+
+# The kinds of entry on a ticket's thread; helpdesk/thread_<language>.toml words each one (a test checks).
+EVENT_KINDS = frozenset(
+    {
+        "opened",  # by (line, voicemail, hangup, fallback), urgency, severity, unregistered, customer...
+        "no_audio",
+        "recording",  # bytes when downloaded; recording_sid when it arrived after the opening
+        "recording_refused",  # error
+        "recording_unavailable",  # error
+        "transcript",  # words ("" when the recording holds no speech)
+        "transcription_failed",  # error
+        "urgency_raised",  # from, to, words
+        "no_confirmation",  # why (not_in_directory, not_confirmed)
+        "email",  # email (its kind), to
+        "dispatch_email",  # email, to
+        "voice_message_email",  # email, to
+        "email_refused",  # email, to, answer
+        "email_failed",  # to, and error or starts
+        "follow_up_failed",  # work, and error or starts
+        "follow_up_retried",  # work
+        "voice_message",  # recording_sid
+        "voice_message_transcript",  # words
+        "fallback",
+        "extra_recording",  # recording_sid, url
+        "note",  # note: words written by a person, said as they are
+    }
+)
 
 
 def get_ticket_by_number(session: Session, number: str) -> Ticket | None:
@@ -29,9 +54,11 @@ def get_tickets_of_caller(session: Session, caller: str) -> list[Ticket]:
     )
 
 
-def record_event(session: Session, ticket: Ticket, kind: str, text: str, at: datetime | None = None) -> TicketEvent:
-    """Append an entry to the ticket's thread."""
-    event = TicketEvent(ticket=ticket, kind=kind, text=text, at=at or utcnow())
+def record_event(session: Session, ticket: Ticket, kind: str, **facts: object) -> TicketEvent:
+    """Append an entry to the ticket's thread, now: its kind and its facts (JSON values), put into words when read."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown kind of thread event: {kind!r}")
+    event = TicketEvent(ticket=ticket, kind=kind, facts=facts, at=utcnow())
     session.add(event)
     ticket.updated_at = utcnow()
     return event
@@ -39,6 +66,10 @@ def record_event(session: Session, ticket: Ticket, kind: str, text: str, at: dat
 
 def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemail: bool, opened_by: str) -> Ticket:
     """Open the one ticket of this call (or return it if it exists) and queue its follow-up work.
+
+    `opened_by` says who, as a code the thread puts into words: "line" (the caller on the
+    line), "voicemail" (a message left on the line), "hangup" (the caller hanging up after
+    the message) or "fallback" (a message taken while the line was failing).
 
     The contact is the one known by caller ID, and nobody else: without one the ticket
     needs a dispatcher's match (a typed customer code is provisional, the contact a typed
@@ -82,9 +113,9 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
         return existing
     ticket.number = ticket_number(FIRST_SERIAL + ticket.id - 1)
     call.ticket = ticket
-    record_event(session, ticket, "opened", _opening_note(call, ticket, opened_by))
+    record_event(session, ticket, "opened", **_opening_facts(call, ticket, opened_by))
     if call.recording_sid is None:
-        record_event(session, ticket, "no_audio", "The caller left no recorded description.")
+        record_event(session, ticket, "no_audio")
     outbox.add(session, outbox.FOLLOW_UP, follow_up_key(ticket.id), ticket_id=ticket.id)
     return ticket
 
@@ -100,31 +131,38 @@ def attach_recording(session: Session, ticket: Ticket, recording_sid: str, recor
         return False
     ticket.recording_sid = recording_sid
     ticket.recording_url = recording_url
-    record_event(session, ticket, "recording", "The recording of the call arrived after the ticket was opened.")
+    record_event(session, ticket, "recording", recording_sid=recording_sid)
     # The follow-up may be running or done (emails queued without a transcript): run it
     # again for the transcript; the emails it already queued are not sent twice.
     outbox.reopen(session, follow_up_key(ticket.id))
     return True
 
 
-def _opening_note(call: Call, ticket: Ticket, opened_by: str) -> str:
-    severity = {1: "everything is stopped", 2: "it partly works", 3: "a request or information"}
-    parts = [f"Ticket opened by {opened_by}, provisional urgency {ticket.urgency}."]
-    if call.severity in severity:
-        parts.append(f"Caller's triage: {severity[call.severity]}.")
-    if call.customer is None:
-        parts.append("Unregistered caller: match to a customer.")
-    elif call.contact is None:
-        customer = call.customer
-        parts.append(f"Customer code typed by the caller: {customer.name} ({customer.code}), provisional: to confirm.")
+def thread_mentions_recording(ticket: Ticket, recording_sid: str) -> bool:
+    """True when an entry of the ticket's thread names the recording (an entry from before facts: in its words)."""
+    for event in ticket.events:
+        if event.facts.get("recording_sid") == recording_sid or recording_sid in str(event.facts.get("note", "")):
+            return True
+    return False
+
+
+def _opening_facts(call: Call, ticket: Ticket, opened_by: str) -> dict[str, object]:
+    """What the opening entry says: who opened the ticket, how urgent, and who the caller may be."""
+    facts: dict[str, object] = {"by": opened_by, "urgency": ticket.urgency}
+    if call.severity is not None:
+        facts["severity"] = call.severity
+    facts["unregistered"] = call.customer is None
+    if call.customer is not None and call.contact is None:  # a typed code: provisional
+        facts["customer"], facts["customer_code"] = call.customer.name, call.customer.code
     if call.callback_number:
-        parts.append(f"Callback number typed by the caller (the caller ID was withheld): {call.callback_number}.")
+        facts["callback_number"] = call.callback_number
         if call.suggested_contact is not None:
             suggested = call.suggested_contact
-            parts.append(f"Suggested match: {suggested.name}, {suggested.customer.name} — to confirm.")
-    if ticket.voicemail:
-        parts.append("Voicemail-backed: the caller did not confirm the message on the line.")
-    return " ".join(parts)
+            facts["suggested_contact_id"] = suggested.id
+            facts["suggested_contact"] = suggested.name
+            facts["suggested_customer"] = suggested.customer.name
+    facts["voicemail"] = ticket.voicemail
+    return facts
 
 
 def retry_failed_work(session: Session) -> int:
@@ -133,32 +171,19 @@ def retry_failed_work(session: Session) -> int:
     for work in failed:
         ticket = session.get(Ticket, work.ticket_id) if work.ticket_id is not None else None
         if ticket is not None:
-            record_event(session, ticket, "follow_up_retried", f"The failed {work.kind} was sent for another round.")
+            record_event(session, ticket, "follow_up_retried", work=work.kind)
     return len(failed)
 
 
-def get_open_tickets_of_contact(session: Session, contact_id: int) -> list[Ticket]:
-    """The contact's tickets not yet resolved or closed, newest first."""
+def get_tickets_of_contact(session: Session, contact_id: int, phases: Collection[str]) -> list[Ticket]:
+    """The contact's tickets in one of `phases` (helpdesk.phases names them), newest first."""
     return list(
         session.scalars(
             select(Ticket)
-            .where(Ticket.contact_id == contact_id, Ticket.status.in_(OPEN_PHASES))
+            .where(Ticket.contact_id == contact_id, Ticket.status.in_(phases))
             .order_by(Ticket.created_at.desc(), Ticket.id.desc())
         )
     )
-
-
-def caller_may_hear(session: Session, ticket: Ticket, caller: str | None) -> bool:
-    """True when the caller ID `caller` (E.164) is the number that opened the ticket, or a contact's
-    of the ticket's customer, once that customer is confirmed (a typed code is only a claim)."""
-    if caller is None:
-        return False
-    if ticket.caller == caller:
-        return True
-    if ticket.customer_id is None or ticket.needs_match:
-        return False
-    match = select(Contact.id).where(Contact.customer_id == ticket.customer_id, Contact.phone == caller)
-    return session.scalars(match).first() is not None
 
 
 def add_voice_message(
@@ -173,7 +198,7 @@ def add_voice_message(
     )
     session.add(message)
     session.flush()
-    record_event(session, ticket, "voice_message", "The caller added a spoken message by phone; transcript to follow.")
+    record_event(session, ticket, "voice_message", recording_sid=recording_sid)
     outbox.add(
         session,
         outbox.VOICE_MESSAGE,

@@ -8,16 +8,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, select, text
-from twilio.request_validator import RequestValidator
 
 from ivr import create_app
 from ivr.settings import Secret, Settings
+from ivr.simulator import twilio_requests as twilio
+from ivr.simulator.media import RecordingServer, spoken_wav
+from ivr.simulator.twilio_requests import LINE_NUMBER, TwilioCall
 from storage.db import upgrade
 
 ACCOUNT_SID = "AC" + "1" * 32
@@ -139,44 +140,37 @@ class Twiml:
         return (redirect.text or "").strip()
 
 
-def call_params(call_sid: str, from_: str = GIULIA, to: str = "+390392847438", **extra: str) -> dict[str, str]:
+def call_params(call_sid: str, from_: str = GIULIA, to: str = LINE_NUMBER, **extra: str) -> dict[str, str]:
     """What Twilio posts about a call to every webhook, with `extra` for the step's own fields."""
-    return {
-        "CallSid": call_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": from_,
-        "To": to,
-        "Caller": from_,
-        "Called": to,
-        "Direction": "inbound",
-        "CallStatus": "in-progress",
-        "ApiVersion": "2010-04-01",
-        **extra,
-    }
+    return {**TwilioCall(ACCOUNT_SID, AUTH_TOKEN, from_, to, call_sid, status="in-progress").params, **extra}
 
 
 def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
-    return RequestValidator(token).compute_signature(url, params)
+    return twilio.signature(token, url, params)
 
 
 class Caller:
     """Plays a caller through Twilio: every request signed, each action URL taken from the last TwiML."""
 
-    def __init__(self, client, from_: str, call_sid: str | None = None, to: str = "+390392847438"):  # type: ignore[no-untyped-def]
+    def __init__(self, client, from_: str, call_sid: str | None = None, to: str = LINE_NUMBER):  # type: ignore[no-untyped-def]
         self.client = client
-        self.call_sid = call_sid or "CA" + uuid.uuid4().hex
-        self.params = call_params(self.call_sid, from_, to)
+        self.twilio_call = TwilioCall(
+            ACCOUNT_SID, AUTH_TOKEN, from_, to, call_sid or twilio.new_sid("CA"), status="in-progress"
+        )
+        self.call_sid = self.twilio_call.call_sid
         self.last: Twiml | None = None
         self.recording_sids: list[str] = []
 
-    def post(self, url: str, extra: dict[str, str] | None = None, *, signed: bool = True):  # type: ignore[no-untyped-def]
-        params = {**self.params, **(extra or {})}
-        headers = {"X-Twilio-Signature": sign(url, params)} if signed else {}
-        parts = urlsplit(url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        return self.client.post(path, data=params, headers=headers)
+    @property
+    def params(self) -> dict[str, str]:
+        return self.twilio_call.params
 
-    def _answer(self, url: str, extra: dict[str, str] | None = None) -> Twiml:
+    def post(self, url: str, extra: dict[str, str] | None = None, *, signed: bool = True):  # type: ignore[no-untyped-def]
+        request = self.twilio_call.request(url, extra)
+        return self.client.post(request.path, data=request.params, headers=request.headers if signed else {})
+
+    def answer(self, url: str, extra: dict[str, str] | None = None) -> Twiml:
+        """Post to `url` and take its TwiML as the line's last answer."""
         response = self.post(url, extra)
         assert response.status_code == 200, response.data
         assert response.mimetype == "text/xml"
@@ -184,15 +178,15 @@ class Caller:
         return self.last
 
     def dial_in(self) -> Twiml:
-        return self._answer(f"{BASE_URL}/twilio/voice", {"CallStatus": "ringing"})
+        return self.answer(f"{BASE_URL}/twilio/voice", {"CallStatus": "ringing"})
 
     def press(self, digits: str) -> Twiml:
         assert self.last is not None
-        return self._answer(self.last.gather().get("action", ""), {"Digits": digits})
+        return self.answer(self.last.gather().get("action", ""), twilio.keys_pressed(digits))
 
     def stay_silent(self) -> Twiml:
         assert self.last is not None
-        return self._answer(self.last.redirect_url())
+        return self.answer(self.last.redirect_url())
 
     def speak(
         self, duration: int = 7, *, hang_up: bool = False, recording_url: str | None = None, sid: str | None = None
@@ -201,22 +195,25 @@ class Caller:
         assert self.last is not None
         record = self.last.find("Record")
         assert record is not None, f"no Record in {self.last.body}"
-        sid = sid or "RE" + uuid.uuid4().hex
+        sid = sid or twilio.new_sid("RE")
         self.recording_sids.append(sid)
-        url = recording_url or f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
-        extra = {"RecordingSid": sid, "RecordingUrl": url, "RecordingDuration": str(duration), "Digits": "#"}
-        if hang_up:
-            extra.update(CallStatus="completed", Digits="hangup")
-        return self._answer(record.get("action", ""), extra)
+        recorded = twilio.recording(sid, duration, recording_url or twilio.recording_url(ACCOUNT_SID, sid))
+        return self.answer(record.get("action", ""), twilio.message_left(recorded, hung_up=hang_up))
+
+    def dial_ends(self, status: str = "no-answer") -> Twiml:
+        """The technician's leg of the last TwiML's Dial ends: `completed` once answered, or `no-answer`."""
+        assert self.last is not None
+        dial = self.last.find("Dial")
+        assert dial is not None, f"no Dial in {self.last.body}"
+        return self.answer(dial.get("action", ""), twilio.dial_ended(status))
 
     def recording_ready(self, sid: str | None = None, url: str | None = None, status: str = "completed"):  # type: ignore[no-untyped-def]
         sid = sid or self.recording_sids[-1]
-        url = url or f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
-        extra = {"RecordingSid": sid, "RecordingUrl": url, "RecordingStatus": status, "RecordingDuration": "7"}
-        return self.post(f"{BASE_URL}/twilio/recording", extra)
+        recorded = twilio.recording(sid, 7, url or twilio.recording_url(ACCOUNT_SID, sid))
+        return self.post(f"{BASE_URL}/twilio/recording", twilio.recording_status(recorded, status))
 
     def hang_up(self, duration: int = 42):  # type: ignore[no-untyped-def]
-        return self.post(f"{BASE_URL}/twilio/status", {"CallStatus": "completed", "CallDuration": str(duration)})
+        return self.post(f"{BASE_URL}/twilio/status", twilio.call_ended(duration))
 
 
 @pytest.fixture
@@ -312,94 +309,14 @@ def smtp_sink() -> Iterator[SmtpSink]:
 
 def phone_audio(path: Path, text_spoken: str, voice: str) -> Path:
     """Speech made with espeak-ng, band-passed and resampled to 8 kHz mono like a phone recording."""
-    import subprocess
-
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(raw), text_spoken], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path), "sinc", "300-3400"], check=True)
+    path.write_bytes(spoken_wav(text_spoken, voice, band_pass=True))
     return path
-
-
-class RecordingServer:
-    """Twilio's recording media, on loopback: WAV files by RecordingSid, behind basic auth.
-
-    `not_ready` answers that many 404s first, as Twilio does just after a call; `hold()`
-    makes the next request wait, inside the download, until the test releases it.
-    """
-
-    def __init__(self, delay_first: float = 0) -> None:
-        import base64
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.files: dict[str, Path] = {}
-        self.hits: list[str] = []
-        self.delay_first = delay_first
-        self.first_hit = threading.Event()
-        self.not_ready = 0
-        self.entered = threading.Event()
-        self.gate: threading.Event | None = None
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                server.hits.append(self.path)
-                server.first_hit.set()
-                if server.delay_first and len(server.hits) == 1:
-                    time.sleep(server.delay_first)
-                if server.not_ready > 0:
-                    server.not_ready -= 1
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                gate, server.gate = server.gate, None
-                if gate is not None:
-                    server.entered.set()
-                    gate.wait(60)
-                expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                sid = self.path.rsplit("/", 1)[-1].removesuffix(".wav")
-                if sid not in server.files:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = server.files[sid].read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "audio/x-wav")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, sid: str) -> str:
-        return f"http://{self.host}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
-
-    def hold(self):  # type: ignore[no-untyped-def]
-        """The next request with audio to serve waits until the returned event is set."""
-        import threading
-
-        self.entered.clear()
-        self.gate = threading.Event()
-        return self.gate
-
-    def close(self) -> None:
-        if self.gate is not None:
-            self.gate.set()
-        self.httpd.shutdown()
 
 
 @pytest.fixture
 def recordings() -> Iterator[RecordingServer]:
-    server = RecordingServer()
+    """Twilio's recording media on loopback, asking for the account's credentials."""
+    server = RecordingServer(ACCOUNT_SID, AUTH_TOKEN, require_auth=True)
     yield server
     server.close()
 

@@ -53,9 +53,10 @@ def test_a_ticket_is_found_by_the_number_the_caller_heard(client, caller):
     created = datetime.fromisoformat(ticket["created_at"])
     events = ticket["events"]
     assert events, "the thread has at least the opening"
-    assert all(set(event) >= {"kind", "at", "text"} for event in events)
+    assert all(set(event) >= {"kind", "at", "facts", "text"} for event in events)
     assert events[0]["kind"] == "opened"
-    assert "critical" in events[0]["text"]
+    assert events[0]["facts"]["urgency"] == "critical"
+    assert "urgenza provvisoria critica" in events[0]["text"]  # in Italian unless asked otherwise
     times = [datetime.fromisoformat(event["at"]) for event in events]
     assert times == sorted(times)  # oldest first
     assert abs((times[0] - created).total_seconds()) < 60
@@ -64,16 +65,17 @@ def test_a_ticket_is_found_by_the_number_the_caller_heard(client, caller):
 def test_events_are_listed_oldest_first(app, client, caller):
     from sqlalchemy import select
 
-    from storage.models import Ticket, utcnow
+    from storage.models import Ticket
     from storage.tickets import record_event
 
     number = open_ticket(caller)
     with app.config["SESSIONMAKER"]() as session, session.begin():
         ticket = session.scalars(select(Ticket).where(Ticket.number == number)).one()
-        record_event(session, ticket, "note", "Called the customer back.", at=utcnow())
+        record_event(session, ticket, "note", note="Called the customer back.")
     events = client.get(f"/api/tickets/{number}", headers=AUTH).get_json()["events"]
     assert events[0]["kind"] == "opened"
-    assert events[-1] == {"kind": "note", "at": events[-1]["at"], "text": "Called the customer back."}
+    note = {"note": "Called the customer back."}
+    assert events[-1] == {"kind": "note", "at": events[-1]["at"], "facts": note, "text": "Called the customer back."}
 
 
 @pytest.mark.parametrize(

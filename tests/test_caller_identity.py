@@ -7,7 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from callflows.actions import opening_urgency, sla_of_verified_customer
+from helpdesk import thread
+from helpdesk.urgency import opening_urgency, sla_of_verified_customer
 from storage.contacts import get_contact_by_phone, get_customer_by_code
 from storage.models import Call, Ticket
 from storage.pins import set_customer_pin
@@ -63,7 +64,7 @@ def test_withheld_caller_typing_giulias_number_gets_a_ticket_that_only_suggests_
     assert ticket.contact_id is None and ticket.customer_id is None and ticket.needs_match
     assert ticket.suggested_contact.email == "giulia.rossi@brambilla.example.it"
     assert ticket.urgency == "high"  # everything stopped, no verified SLA (Giulia's would make it critical)
-    opening = ticket.events[0].text
+    opening = thread.render(ticket.events[0], "en")
     assert f"Callback number typed by the caller (the caller ID was withheld): {GIULIA}." in opening
     assert "Suggested match: Giulia Rossi, Officine Brambilla — to confirm." in opening
     assert "Unregistered caller" in opening
@@ -101,7 +102,7 @@ def test_at_the_storage_level_a_typed_code_links_the_customer_provisionally(app)
         assert stored.customer_id == verdi_id
         assert stored.needs_match is True
         assert stored.contact_id is None and stored.suggested_contact_id is None
-        opening = stored.events[0].text
+        opening = thread.render(stored.events[0], "en")
         assert "Customer code typed by the caller: Studio Verdi (2002), provisional: to confirm." in opening
 
 
@@ -114,7 +115,7 @@ def test_unknown_caller_typing_a_customer_code_is_thanked_without_the_company_na
     open_everything_stopped(call)
     ticket = the_ticket(app)
     assert ticket.customer.code == "1001" and ticket.needs_match and ticket.contact is None
-    assert "provisional: to confirm" in ticket.events[0].text
+    assert "provisional: to confirm" in thread.render(ticket.events[0], "en")
 
 
 def test_in_english_the_code_is_noted_without_the_company_name(app, caller):

@@ -17,14 +17,16 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
+from helpdesk import thread
 from ivr.settings import Settings
+from ivr.simulator.media import RecordingServer
 from storage.models import PendingWork, Technician, Ticket
 from tests.conftest import (
+    ACCOUNT_SID,
     AUTH_TOKEN,
     DISPATCH,
     GIULIA,
     STRANGER,
-    RecordingServer,
     free_port,
     phone_audio,
     worker_environment,
@@ -203,7 +205,7 @@ class Line:
         if hang_up:
             extra.update(CallStatus="completed")
         call.recording_sids.append(sid_holder)
-        call._answer(record.get("action"), extra)
+        call.answer(record.get("action"), extra)
         if not hang_up:
             call.press("1")
         call.recording_ready(sid_holder, url or self.recordings.url(sid_holder))
@@ -262,7 +264,7 @@ def test_unregistered_caller_gets_no_email_but_the_dispatchers_do(line, caller):
         line.tmp / "en.wav", "Hello, I forgot my password and my account is locked.", "en"
     )
     ticket_call.recording_sids.append(sid)
-    ticket_call._answer(
+    ticket_call.answer(
         ticket_call.last.find("Record").get("action"),
         {"RecordingSid": sid, "RecordingUrl": line.recordings.url(sid), "RecordingDuration": "5"},
     )
@@ -294,12 +296,12 @@ def test_twilio_repeating_every_callback_sends_one_email(line, caller):
 
 
 def test_a_recording_on_a_host_not_allowed_is_refused_and_never_fetched(line, caller):
-    elsewhere = RecordingServer()
+    elsewhere = RecordingServer(ACCOUNT_SID, AUTH_TOKEN, require_auth=True)
     try:
         call = caller(GIULIA)
         sid = "RE" + os.urandom(16).hex()
         call.dial_in(), call.stay_silent(), call.press("1"), call.press("1")
-        call._answer(
+        call.answer(
             call.last.find("Record").get("action"),
             {"RecordingSid": sid, "RecordingUrl": elsewhere.url(sid), "RecordingDuration": "6"},
         )
@@ -355,7 +357,7 @@ def test_emails_that_finally_fail_are_visible_in_rq_and_on_the_thread(line, call
     line.wait_until_followed_up(timeout=120)
     # The confirmation, the referent's copy and the dispatchers' notice: each its own job, each failed.
     ticket = wait_for_event(line, "email_failed", count=3, timeout=120)
-    failed = [e.text for e in ticket.events if e.kind == "email_failed"]
+    failed = [thread.render(e, "en") for e in ticket.events if e.kind == "email_failed"]
     assert len(failed) == 3 and all("retry-failed" in text for text in failed)
     registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=Redis.from_url(line.redis.url)))
     assert len(registry.get_job_ids()) == 3
@@ -377,7 +379,7 @@ def test_a_spoken_message_added_by_phone_reaches_the_thread_and_the_technician(l
         line.tmp / "message.wav", "La stampante e la posta sono bloccate, non funziona niente.", "it"
     )
     extra = {"RecordingSid": sid, "RecordingUrl": line.recordings.url(sid), "RecordingDuration": "4"}
-    assert "aggiunto alla richiesta" in call._answer(record.get("action"), extra).said()
+    assert "aggiunto alla richiesta" in call.answer(record.get("action"), extra).said()
     call.post(record.get("recordingStatusCallback"), {**extra, "RecordingStatus": "completed"})
     call.hang_up()
 
@@ -386,7 +388,7 @@ def test_a_spoken_message_added_by_phone_reaches_the_thread_and_the_technician(l
     ticket = wait_for_event(line, "voice_message_email")
     kinds = [e.kind for e in ticket.events]
     assert "voice_message" in kinds and "voice_message_email" in kinds
-    [words] = [e.text for e in ticket.events if e.kind == "voice_message_transcript"]
+    [words] = [e.facts["words"] for e in ticket.events if e.kind == "voice_message_transcript"]
     assert "stampante" in words.lower()
     [notice] = line.emails_to(TECHNICIAN)
     assert ticket.number in notice["Subject"] and words in notice.get_content()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from helpdesk import thread
 from ivr.worker.relay import REQUEUE_AFTER
 from storage import outbox
 from storage.models import Email, Ticket
@@ -62,7 +63,7 @@ def test_a_refused_confirmation_is_on_the_thread_blocks_nothing_and_the_dispatch
     jobs.run_all()  # the follow-up, its three emails, then the notice of the refusal
 
     ticket = the_ticket(app)
-    [refused] = [e.text for e in ticket.events if e.kind == "email_refused"]
+    [refused] = [thread.render(e, "en") for e in ticket.events if e.kind == "email_refused"]
     assert GIULIA_EMAIL in refused and "550" in refused and "mailbox unavailable" in refused  # the server's answer
     assert smtp_sink.to(GIULIA_EMAIL) == []
     assert len(smtp_sink.to(MARCO_EMAIL)) == 1  # the referent's copy went all the same
@@ -86,7 +87,7 @@ def test_the_dispatchers_notice_goes_out_while_the_confirmation_is_deferred_then
     jobs.run_all()
     assert len(smtp_sink.to(DISPATCH)) == 1 and len(smtp_sink.to(MARCO_EMAIL)) == 1
     assert smtp_sink.to(GIULIA_EMAIL) == []
-    [failed] = [e.text for e in the_ticket(app).events if e.kind == "email_failed"]
+    [failed] = [thread.render(e, "en") for e in the_ticket(app).events if e.kind == "email_failed"]
     assert GIULIA_EMAIL in failed and "retry-failed" in failed  # a temporary failure is retried, not refused
 
     smtp_sink.defer.clear()

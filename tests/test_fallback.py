@@ -165,14 +165,14 @@ def test_a_menu_that_fails_unexpectedly_answers_the_apology_and_keeps_nothing_ha
     call = caller(GIULIA)
     call.dial_in(), call.stay_silent(), call.press("1"), call.press("1"), call.speak()
 
-    opened = FLOW.actions["open_ticket"]
+    opened = FLOW.side_effects["open_ticket"]
 
     def open_then_fail(turn, arg):  # type: ignore[no-untyped-def]
         opened(turn, arg)
         turn.session.flush()  # the ticket row is written...
         raise RuntimeError("...then a bug strikes")
 
-    monkeypatch.setitem(FLOW.actions, "open_ticket", open_then_fail)
+    monkeypatch.setitem(FLOW.side_effects, "open_ticket", open_then_fail)
     answer = call.press("1")  # the confirmation; asserts 200
     assert_apology(answer)
     assert tickets(app) == []  # rolled back: no ticket whose number the caller never heard

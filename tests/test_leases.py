@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from helpdesk import thread
 from ivr.jobs import follow_up
 from storage import outbox
 from storage.models import Email, PendingWork, Ticket
@@ -208,6 +209,6 @@ def test_a_job_that_keeps_getting_killed_stops_and_shows_in_retry_failed(app, se
     last = subprocess.run(run, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=60)
     assert last.stdout.strip() == "failed", last.stderr
     ticket = the_ticket(app)
-    [failed] = [e.text for e in ticket.events if e.kind == "follow_up_failed"]
+    [failed] = [thread.render(e, "en") for e in ticket.events if e.kind == "follow_up_failed"]
     assert "never ended" in failed and "retry-failed" in failed
     assert "1 failed follow-up(s) will run again" in app.test_cli_runner().invoke(args=["retry-failed"]).output

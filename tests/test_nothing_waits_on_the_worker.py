@@ -126,7 +126,7 @@ def test_a_call_is_answered_while_the_worker_transcribes(app, caller, jobs, reco
 
     gate.set()
     job.join(120)
-    assert "stampante" in " ".join(e.text for e in ticket_events(app) if e.kind == "transcript").lower()
+    assert "stampante" in " ".join(e.facts["words"] for e in ticket_events(app) if e.kind == "transcript").lower()
 
 
 def test_a_call_is_answered_while_the_worker_talks_to_a_slow_smtp_server(

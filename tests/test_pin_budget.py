@@ -17,7 +17,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
-from callflows.status import Reservation
+from helpdesk.access import Reservation
 from ivr.status_guard import RedisStatusGuard
 from storage.contacts import get_contact_by_phone
 from storage.models import Call, Email

@@ -356,7 +356,7 @@ def test_a_technician_who_does_not_answer_gets_a_message_on_the_same_ticket(app,
     call.press("2")
     dial = call.press("2").find("Dial")
     assert dial is not None and dial.find("Number").text == "+390392847400"
-    message = call._answer(dial.get("action"), {"DialCallStatus": "no-answer"})
+    message = call.dial_ends("no-answer")
     assert "nessun tecnico è disponibile" in message.said()
     assert message.find("Record").get("recordingStatusCallback").endswith("?purpose=message")
     call.speak()

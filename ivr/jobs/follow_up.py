@@ -101,7 +101,7 @@ def run_pending_work(work_id: int) -> str:
         return "skipped"
     job = Job(settings, make_session, lease)
     if lease.starts > outbox.MAX_STARTS:
-        _give_up(job, f"it was started {lease.starts - 1} times and never ended (killed, out of memory?)")
+        _give_up(job, lease.starts - 1)
         return "failed"
     try:
         with job.heartbeat():
@@ -133,8 +133,8 @@ def follow_up_ticket(job: Job) -> None:
             mail.queue(session, draft, job.settings.mail_from, ticket)
         said = any(event.kind == "no_confirmation" for event in ticket.events)
         if not said and not any(draft.kind == mail.CONFIRMATION for draft in drafts):
-            why = "the caller is not in the directory" if ticket.contact is None else "the caller is not confirmed"
-            record_event(session, ticket, "no_confirmation", f"No confirmation email: {why}.")
+            why = "not_in_directory" if ticket.contact is None else "not_confirmed"
+            record_event(session, ticket, "no_confirmation", why=why)
 
 
 # -- a spoken message on a ticket ---------------------------------------------------------
@@ -187,15 +187,14 @@ def _fetch_recording(job: Job, model: Audio, row_id: int, ticket_id: int) -> Non
             max_bytes=settings.max_recording_seconds * 64_000 + 1_000_000,
         )
     except RecordingRefused as error:
-        _write_audio(job, model, row_id, ticket_id, problem="refused", event=("recording_refused", f"{error}"))
+        _write_audio(job, model, row_id, ticket_id, "recording_refused", problem="refused", error=str(error))
         return
     except RecordingUnavailable as error:
         if job.lease.failures + 1 < DOWNLOAD_RUNS:
             raise  # a later run tries again
-        _write_audio(job, model, row_id, ticket_id, problem="unavailable", event=("recording_unavailable", f"{error}"))
+        _write_audio(job, model, row_id, ticket_id, "recording_unavailable", problem="unavailable", error=str(error))
         return
-    size = path.stat().st_size
-    _write_audio(job, model, row_id, ticket_id, path=path, event=("recording", f"Recording downloaded ({size} bytes)."))
+    _write_audio(job, model, row_id, ticket_id, "recording", path=path, bytes=path.stat().st_size)
 
 
 def _write_audio(
@@ -203,16 +202,12 @@ def _write_audio(
     model: Audio,
     row_id: int,
     ticket_id: int,
+    kind: str,
     *,
-    event: tuple[str, str],
     path: Path | None = None,
     problem: str | None = None,
+    **facts: object,
 ) -> None:
-    kind, text = event
-    if kind == "recording_refused":
-        text = f"The recording was not fetched: {text}."
-    elif kind == "recording_unavailable":
-        text = f"The recording could not be downloaded: {text}."
     with job.hold() as session:
         row = _audio_row(session, model, row_id)
         ticket = session.get(Ticket, ticket_id)
@@ -220,7 +215,7 @@ def _write_audio(
             return
         row.recording_path = str(path) if path is not None else None
         row.recording_problem = problem
-        record_event(session, ticket, kind, text)
+        record_event(session, ticket, kind, **facts)
 
 
 def _transcribe(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
@@ -245,24 +240,19 @@ def _transcribe(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
         row.transcript, row.transcribed_at = words, utcnow()
         on_ticket = isinstance(row, Ticket)
         if failure is not None:
-            text = f"A recording could not be transcribed ({failure}); listen to it."
-            record_event(session, ticket, "transcription_failed", text)
-        elif words:
-            record_event(session, ticket, "transcript" if on_ticket else "voice_message_transcript", words)
-            if on_ticket:
+            record_event(session, ticket, "transcription_failed", error=failure)
+        else:  # no words: the recording holds no speech, and the thread says so
+            kind = "transcript" if on_ticket else "voice_message_transcript"
+            record_event(session, ticket, kind, words=words or "")
+            if on_ticket and words:
                 _raise_urgency(session, ticket, words)
-        elif on_ticket:
-            record_event(session, ticket, "transcript", "The recording holds no speech: the transcript is empty.")
-        else:
-            record_event(session, ticket, "voice_message_transcript", "The message holds no speech.")
 
 
 def _raise_urgency(session: Session, ticket: Ticket, words: str) -> None:
     raised = raised_by_transcript(ticket.urgency, words)
     if raised:
         level, said = raised
-        text = f'Urgency raised from {ticket.urgency} to {level}: the caller said "{said}".'
-        record_event(session, ticket, "urgency_raised", text)
+        record_event(session, ticket, "urgency_raised", **{"from": ticket.urgency, "to": level}, words=said)
         ticket.urgency = level
 
 
@@ -303,14 +293,7 @@ def _email_sent(session: Session, email_id: int) -> None:
     if email is None or email.ticket is None:
         return
     ticket = email.ticket
-    what = {
-        mail.CONFIRMATION: "Confirmation emailed to",
-        mail.REFERENT_COPY: "Copy of the confirmation emailed to the referent",
-        mail.DISPATCH: "Dispatchers notified at",
-        mail.CONFIRMATION_REFUSED: "Dispatchers told of the refused confirmation at",
-        mail.VOICE_MESSAGE: "Message sent on to",
-    }.get(email.kind, "Email sent to")
-    record_event(session, ticket, SENT_EVENT.get(email.kind, "email"), f"{what} {email.to_address}.")
+    record_event(session, ticket, SENT_EVENT.get(email.kind, "email"), email=email.kind, to=email.to_address)
     if email.kind == mail.CONFIRMATION:
         ticket.confirmation_sent_at = email.sent_at
     elif email.kind == mail.DISPATCH:
@@ -326,8 +309,7 @@ def _email_refused(session: Session, email_id: int, settings: Settings) -> None:
     ticket = email.ticket
     if ticket is None:
         return
-    text = f"The email to {email.to_address} ({email.kind}) was refused: {email.refusal}."
-    record_event(session, ticket, "email_refused", text)
+    record_event(session, ticket, "email_refused", email=email.kind, to=email.to_address, answer=email.refusal)
     if email.kind == mail.CONFIRMATION and settings.dispatch_email:
         notice = mail.confirmation_refused_notice(ticket, email, settings.dispatch_email)
         mail.queue(session, notice, settings.mail_from, ticket)
@@ -355,7 +337,7 @@ def _record_failure(job: Job, error: Exception) -> None:
         used = len(intervals) - (rq_job.retries_left or 0)
         retry_in = timedelta(seconds=intervals[min(max(used, 0), len(intervals) - 1)] + 60)
     if outbox.fail(job.make_session, job.lease, reason, final=final, retry_in=retry_in) and final:
-        _say_failed(job, reason)
+        _say_failed(job, error=reason)
     log.warning(
         "work %s (%s) failed (%s)%s",
         job.lease.work_id,
@@ -365,15 +347,16 @@ def _record_failure(job: Job, error: Exception) -> None:
     )
 
 
-def _give_up(job: Job, why: str) -> None:
+def _give_up(job: Job, starts: int) -> None:
+    why = f"it was started {starts} times and never ended (killed, out of memory?)"
     with job.hold() as session:
         outbox.fail_now(session, job.lease, why)
-    _say_failed(job, why)
+    _say_failed(job, starts=starts)
     log.error("work %s (%s) failed for good: %s", job.lease.work_id, job.lease.kind, why)
 
 
-def _say_failed(job: Job, reason: str) -> None:
-    """On the ticket's thread: what failed for good, and how to run it again."""
+def _say_failed(job: Job, **cause: object) -> None:
+    """On the ticket's thread: what failed for good and why (`error`, or the `starts` of runs that never ended)."""
     if job.lease.ticket_id is None:
         return
     with job.make_session() as session, session.begin():
@@ -383,8 +366,6 @@ def _say_failed(job: Job, reason: str) -> None:
         if job.lease.kind == outbox.EMAIL:
             email = session.get(Email, job.lease.email_id)
             to = email.to_address if email is not None else "?"
-            kind, what = "email_failed", f"The email to {to} could not be sent"
+            record_event(session, ticket, "email_failed", to=to, **cause)
         else:
-            kind, what = "follow_up_failed", f"The {job.lease.kind.replace('_', '-')} failed for good"
-        text = f"{what} ({reason}); `flask --app wsgi retry-failed` runs it again."
-        record_event(session, ticket, kind, text)
+            record_event(session, ticket, "follow_up_failed", work=job.lease.kind, **cause)

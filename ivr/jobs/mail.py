@@ -19,6 +19,7 @@ from email.utils import formatdate
 from sqlalchemy.orm import Session
 
 import prompts
+from helpdesk import thread
 from ivr.settings import Settings
 from storage.emails import message_id_for, queue_email
 from storage.models import Email, Ticket, TicketEvent, VoiceMessage
@@ -140,7 +141,7 @@ def _dispatch_notice(ticket: Ticket, to: str) -> Draft:
 
 
 def _thread_lines(events: Iterable[TicketEvent]) -> list[str]:
-    return [f"- {e.at:%Y-%m-%d %H:%M} {e.kind}: {e.text}" for e in events]
+    return [f"- {e.at:%Y-%m-%d %H:%M} {e.kind}: {thread.render(e, 'it')}" for e in events]
 
 
 def confirmation_refused_notice(ticket: Ticket, refused: Email, to: str) -> Draft:

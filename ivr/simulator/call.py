@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import NoReturn
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import requests
-from twilio.request_validator import RequestValidator
 
 from ivr.simulator.caller import Answer, Caller, HangUp, Message, Press, Question, ScriptError, Speak
 from ivr.simulator.media import CallerVoice, RecordingServer, speak_aloud
+from ivr.simulator.twilio_requests import (
+    TwilioCall,
+    call_ended,
+    dial_ended,
+    keys_pressed,
+    message_left,
+    new_sid,
+    recording,
+    recording_status,
+    words_spoken,
+)
 from ivr.simulator.twiml_check import check_twiml
 
 MAX_REQUESTS = 200  # more webhooks than this in one call is a loop
@@ -101,18 +109,8 @@ class SimulatedCall:
         self.recordings = recordings
         self.answer_dial, self.speak, self.echo = answer_dial, speak, echo
         self.http = http or requests.Session()
-        self.call_sid = "CA" + uuid.uuid4().hex
-        self.params = {
-            "CallSid": self.call_sid,
-            "AccountSid": line.account_sid,
-            "From": from_,
-            "To": to,
-            "Caller": from_,
-            "Called": to,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-            "ApiVersion": "2010-04-01",
-        }
+        self.twilio = TwilioCall(line.account_sid, line.auth_token, from_, to)
+        self.call_sid = self.twilio.call_sid
         self.transcript: list[str] = []
         self.problems: list[str] = []
         self.recording_sids: list[str] = []
@@ -125,7 +123,7 @@ class SimulatedCall:
     def run(self) -> CallResult:
         try:
             document: Document | None = self.webhook(self.line.public(self.line.voice_path), {})
-            self.params["CallStatus"] = "in-progress"
+            self.twilio.status = "in-progress"
             while document is not None:
                 document = self.follow(document)
             self.note("HANGUP")
@@ -193,10 +191,10 @@ class SimulatedCall:
             digits, finished_on = gathered_digits(answer.digits, verb)
             self.note(f"CALLER presses {answer.digits}")
             if digits:
-                params = {"Digits": digits, "FinishedOnKey": finished_on, "msg": "Gather End"}
+                params = keys_pressed(digits, finished_on)
         elif isinstance(answer, Speak):
             self.note(f'CALLER says: "{answer.words}"')
-            params = {"SpeechResult": answer.words, "Confidence": "0.92", "msg": "Gather End"}
+            params = words_spoken(answer.words)
         elif isinstance(answer, HangUp):
             self.hang_up_caller()
         else:
@@ -217,8 +215,7 @@ class SimulatedCall:
             self.note("CALLER says nothing (the recording is empty)")
             self.seconds += whole(verb.get("timeout"), 5)
             if "absent" in events:
-                sid = "RE" + uuid.uuid4().hex
-                self.recording_callback(verb, document, {"RecordingSid": sid, "RecordingDuration": "0"}, "absent")
+                self.recording_callback(verb, document, recording(new_sid("RE"), 0), "absent")
             return None  # Twilio does not call the action of an empty recording: the next verb
         return self.leave_message(verb, document, answer, events)
 
@@ -228,13 +225,12 @@ class SimulatedCall:
         timeout = whole(verb.get("timeout"), 30)
         if self.answer_dial:
             self.note(f"DIAL {', '.join(called)} (answered; the call lasts 60 s)")
-            params = {"DialCallStatus": "completed", "DialCallDuration": "60", "DialBridged": "true"}
+            params = dial_ended("completed", 60)
             self.seconds += 60
         else:
             self.note(f"DIAL {', '.join(called)} (no answer after {timeout} s)")
-            params = {"DialCallStatus": "no-answer"}
+            params = dial_ended("no-answer")
             self.seconds += timeout
-        params["DialCallSid"] = "CA" + uuid.uuid4().hex
         if verb.get("action") is None:
             return None
         return self.webhook(self.action_url(verb, document), params, verb.get("method", "POST"))
@@ -248,7 +244,7 @@ class SimulatedCall:
 
     def verb_reject(self, verb: ElementTree.Element, _: Document) -> None:
         self.note(f"REJECTED ({verb.get('reason', 'rejected')})")
-        self.params["CallStatus"] = "busy" if verb.get("reason") == "busy" else "no-answer"
+        self.twilio.status = "busy" if verb.get("reason") == "busy" else "no-answer"
         raise CallOver
 
     # -- the caller ------------------------------------------------------------------------
@@ -269,26 +265,25 @@ class SimulatedCall:
         seconds = min(max(1, math.ceil(audio.seconds)), whole(verb.get("maxLength"), 3600))
         self.note(f"CALLER says: {audio.shown_as} (recording {seconds} s)")
         self.seconds += seconds
-        sid = "RE" + uuid.uuid4().hex
-        recording = {"RecordingSid": sid, "RecordingDuration": str(seconds)}
+        sid = new_sid("RE")
+        url = None
         if self.recordings is not None:
-            recording["RecordingUrl"] = self.recordings.publish(sid, audio.wav)
+            url = self.recordings.publish(sid, audio.wav)
             self.recording_sids.append(sid)
         else:
             self.problem("no recording server: the message was not served")
+        recorded = recording(sid, seconds, url)
         if "in-progress" in events:
-            self.recording_callback(verb, document, recording, "in-progress")
+            self.recording_callback(verb, document, recorded, "in-progress")
         finish_keys = verb.get("finishOnKey", "1234567890*#")
-        params = dict(recording)
         if message.then_hang_up:
             self.note("CALLER hangs up")
-            params.update(Digits="hangup", CallStatus="completed")
-            self.params["CallStatus"] = "completed"
-        elif finish_keys:
-            params["Digits"] = "#" if "#" in finish_keys else finish_keys[0]
+            self.twilio.status = "completed"
+        finished_on = "#" if "#" in finish_keys else finish_keys[:1]
+        params = message_left(recorded, finished_on, hung_up=message.then_hang_up)
         following = self.webhook(self.action_url(verb, document), params, verb.get("method", "POST"))
         if "completed" in events:
-            self.recording_callback(verb, document, recording, "completed")
+            self.recording_callback(verb, document, recorded, "completed")
         if message.then_hang_up:
             raise CallOver
         return following
@@ -321,35 +316,21 @@ class SimulatedCall:
             self.application_error(f"{method} {url} answered XML that does not parse")
 
     def recording_callback(
-        self, verb: ElementTree.Element, document: Document, recording: Mapping[str, str], status: str
+        self, verb: ElementTree.Element, document: Document, recorded: Mapping[str, str], status: str
     ) -> None:
         callback = verb.get("recordingStatusCallback")
         if not callback:
             return
-        params = {
-            "AccountSid": self.line.account_sid,
-            "CallSid": self.call_sid,
-            **recording,
-            "RecordingStatus": status,
-            "RecordingChannels": "1",
-            "RecordingSource": "RecordVerb",
-            "RecordingStartTime": formatdate(usegmt=True),
-            "ErrorCode": "0",
-        }
+        params = recording_status(recorded, status)
         method = verb.get("recordingStatusCallbackMethod", "POST")
-        response = self.send(urljoin(document.url, callback), params, method, call_params=False)
+        response = self.send(urljoin(document.url, callback), params, method, about_call=False)
         if not response.ok:
             self.problem(f"the recording status callback answered {response.status_code}")
 
     def status_callback(self) -> None:
-        if self.params["CallStatus"] in ("ringing", "in-progress"):
-            self.params["CallStatus"] = "completed"
-        extra = {
-            "CallDuration": str(math.ceil(self.seconds)),
-            "Timestamp": formatdate(usegmt=True),
-            "CallbackSource": "call-progress-events",
-            "SequenceNumber": "0",
-        }
+        if self.twilio.status in ("ringing", "in-progress"):
+            self.twilio.status = "completed"
+        extra = call_ended(math.ceil(self.seconds), self.twilio.status)
         try:
             response = self.send(self.line.public(self.line.status_path), extra, "POST")
         except requests.ConnectionError:
@@ -358,21 +339,18 @@ class SimulatedCall:
         if not response.ok:
             self.problem(f"the status callback answered {response.status_code}")
 
-    def send(self, url: str, extra: Mapping[str, str], method: str, *, call_params: bool = True) -> requests.Response:
+    def send(self, url: str, extra: Mapping[str, str], method: str, *, about_call: bool = True) -> requests.Response:
         """A signed request, as Twilio makes it: POST form-encoded, or GET with the parameters in the query."""
         self.requests += 1
         if self.requests > MAX_REQUESTS:
             self.problem(f"more than {MAX_REQUESTS} webhooks in one call: a loop?")
             raise CallOver
-        params = {**(self.params if call_params else {}), **extra}
-        validator = RequestValidator(self.line.auth_token)
-        headers = {"User-Agent": "TwilioProxy/1.1 (ivr call simulator)"}
+        request = self.twilio.request(url, extra, method, about_call=about_call)
+        headers = {"User-Agent": "TwilioProxy/1.1 (ivr call simulator)", **request.headers}
+        target = self.line.target(request.url)
         if method == "GET":
-            signed_url = url + ("&" if urlsplit(url).query else "?") + urlencode(params)
-            headers["X-Twilio-Signature"] = validator.compute_signature(signed_url, {})
-            return self.http.get(self.line.target(signed_url), headers=headers, timeout=WEBHOOK_TIMEOUT)
-        headers["X-Twilio-Signature"] = validator.compute_signature(url, params)
-        return self.http.post(self.line.target(url), data=params, headers=headers, timeout=WEBHOOK_TIMEOUT)
+            return self.http.get(target, headers=headers, timeout=WEBHOOK_TIMEOUT)
+        return self.http.post(target, data=request.params, headers=headers, timeout=WEBHOOK_TIMEOUT)
 
     def application_error(self, problem: str) -> NoReturn:
         self.problem(problem)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ivr.simulator.twilio_requests import recording_url
+
 DEFAULT_MESSAGES = {
     "it": "Buongiorno, la stampante dell'ufficio non stampa più e la posta elettronica non funziona.",
     "en": "Hello, the office printer does not print any more, and the email is not working.",
@@ -42,13 +44,17 @@ def has_espeak() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def spoken_wav(words: str, language: str) -> bytes:
-    """`words` spoken by espeak-ng, as 8 kHz mono like a phone recording when sox is there."""
+def spoken_wav(words: str, language: str, *, band_pass: bool = False) -> bytes:
+    """`words` spoken by espeak-ng, as 8 kHz mono like a phone recording when sox is there.
+
+    `band_pass` also keeps only a phone line's 300-3400 Hz, the sound the worker's tests transcribe.
+    """
     with tempfile.TemporaryDirectory(prefix="ivr-call-") as tmp:
         raw, phone = Path(tmp) / "raw.wav", Path(tmp) / "phone.wav"
         subprocess.run(["espeak-ng", "-v", espeak_voice(language), "-s", "140", "-w", str(raw), words], check=True)
         if shutil.which("sox"):
-            subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(phone)], check=True)
+            effects = ["sinc", "300-3400"] if band_pass else []
+            subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(phone), *effects], check=True)
             return phone.read_bytes()
         return raw.read_bytes()
 
@@ -102,49 +108,94 @@ def speak_aloud(text: str, language_tag: str) -> None:
 class RecordingServer:
     """Twilio's recording media on loopback: GET /2010-04-01/Accounts/<AC>/Recordings/<RE>[.wav].
 
-    Basic auth is optional, as on a Twilio account without enforced media auth; wrong
-    credentials are refused. `fetches` counts the downloads of each recording.
+    Basic auth with the account's credentials: wrong ones are always refused, none only with
+    `require_auth` (a Twilio account that enforces media auth). `fetches` counts the downloads of
+    each recording, `hits` lists every path asked for. For tests: `not_ready` answers that many
+    404s first, as Twilio does just after a call; `delay_first` holds the first request that many
+    seconds; `hold()` makes the next request wait until the test releases it.
     """
 
-    def __init__(self, account_sid: str, auth_token: str, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        require_auth: bool = False,
+        delay_first: float = 0,
+    ) -> None:
         self.account_sid = account_sid
-        self.files: dict[str, bytes] = {}
+        self.require_auth = require_auth
+        self.files: dict[str, bytes | Path] = {}  # the audio of each RecordingSid, or the WAV file holding it
         self.fetches: dict[str, int] = {}
-        self._fetched = threading.Condition()
+        self.hits: list[str] = []
+        self.delay_first = delay_first
+        self.first_hit = threading.Event()
+        self.not_ready = 0
+        self.entered = threading.Event()  # set when a held request has arrived
+        self.gate: threading.Event | None = None
+        self._lock = threading.Condition()
         expected = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self.httpd = ThreadingHTTPServer((host, port), _handler(self, expected))
         self.host = f"{host}:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="recording-server", daemon=True).start()
 
-    def publish(self, sid: str, wav: bytes) -> str:
-        """Serve `wav` as recording `sid`; its RecordingUrl (without extension, as Twilio gives it)."""
-        self.files[sid] = wav
-        return f"http://{self.host}/2010-04-01/Accounts/{self.account_sid}/Recordings/{sid}"
+    def url(self, sid: str) -> str:
+        """The RecordingUrl of recording `sid` on this server (without extension, as Twilio gives it)."""
+        return recording_url(self.account_sid, sid, f"http://{self.host}")
+
+    def publish(self, sid: str, audio: bytes | Path) -> str:
+        """Serve `audio` (WAV bytes or file) as recording `sid`; its RecordingUrl."""
+        self.files[sid] = audio
+        return self.url(sid)
+
+    def hold(self) -> threading.Event:
+        """The next request waits, once it has arrived (`entered`), until the returned event is set."""
+        self.entered.clear()
+        self.gate = threading.Event()
+        return self.gate
+
+    def arrived(self, path: str) -> tuple[bool, threading.Event | None]:
+        """Note a request for `path`: whether the recording is ready yet, and the gate it must wait at."""
+        with self._lock:
+            self.hits.append(path)
+            first = len(self.hits) == 1
+            ready = self.not_ready <= 0
+            if not ready:
+                self.not_ready -= 1
+            gate, self.gate = (self.gate, None) if ready else (None, self.gate)
+        self.first_hit.set()
+        if first and self.delay_first:
+            time.sleep(self.delay_first)
+        return ready, gate
 
     def served(self, sid: str) -> None:
-        with self._fetched:
+        with self._lock:
             self.fetches[sid] = self.fetches.get(sid, 0) + 1
-            self._fetched.notify_all()
+            self._lock.notify_all()
 
     def wait_until_fetched(self, sids: Iterable[str], timeout: float) -> bool:
         """Wait until every one of `sids` was downloaded at least once, at most `timeout` seconds."""
         wanted = set(sids)
         deadline = time.monotonic() + timeout
-        with self._fetched:
+        with self._lock:
             while not wanted <= set(self.fetches):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._fetched.wait(left)
+                self._lock.wait(left)
         return True
 
     def close(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
 def _handler(server: RecordingServer, expected_auth: str) -> type[BaseHTTPRequestHandler]:
-    prefix = f"/2010-04-01/Accounts/{server.account_sid}/Recordings/"
+    prefix = recording_url(server.account_sid, "", base="")  # the path of every recording, up to its SID
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
@@ -154,16 +205,27 @@ def _handler(server: RecordingServer, expected_auth: str) -> type[BaseHTTPReques
             self._answer(with_body=False)
 
         def _answer(self, with_body: bool) -> None:
+            ready, gate = server.arrived(self.path)
+            if not ready:
+                self._status(404)
+                return
+            if gate is not None:
+                server.entered.set()
+                gate.wait(60)
             given = self.headers.get("Authorization")
+            if given is None and server.require_auth:
+                self._status(401)
+                return
             if given is not None and not hmac.compare_digest(given.encode(), expected_auth.encode()):
                 self._status(401)
                 return
             path = self.path.split("?", 1)[0]
             sid = path.removeprefix(prefix).removesuffix(".wav")
-            if not path.startswith(prefix) or sid not in server.files:
+            audio = server.files.get(sid) if path.startswith(prefix) else None
+            if audio is None:
                 self._status(404)
                 return
-            body = server.files[sid]
+            body = audio.read_bytes() if isinstance(audio, Path) else audio
             self.send_response(200)
             self.send_header("Content-Type", "audio/x-wav")
             self.send_header("Content-Length", str(len(body)))

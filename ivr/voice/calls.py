@@ -14,12 +14,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callflows.actions import opening_urgency
 from callflows.engine import seconds
+from helpdesk.intake import open_ticket
 from storage.contacts import get_contact_by_phone
-from storage.models import Call, Ticket, utcnow
+from storage.models import Call, utcnow
 from storage.phones import is_withheld, masked, to_e164
-from storage.tickets import add_voice_message, attach_recording, open_ticket_for_call, record_event
+from storage.tickets import (
+    add_voice_message,
+    attach_recording,
+    record_event,
+    thread_mentions_recording,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> Call:
             if duration:
                 call.ended_at = call.started_at + timedelta(seconds=duration)
         if call.ticket is None and call.recording_sid is not None:
-            open_voicemail_ticket(session, call)
+            open_ticket(session, call, voicemail=True, opened_by="hangup")
     elif status in _PROGRESS and call.call_status not in FINAL_STATUSES:
         # Progress never overwrites an end that arrived first.
         if call.call_status is None or _PROGRESS.index(status) >= _PROGRESS.index(call.call_status):
@@ -97,7 +102,7 @@ def record_recording_status(session: Session, form: Mapping[str, str], purpose: 
         if call.ticket.recording_sid is None and call.recording_sid in (None, sid):
             attach_recording(session, call.ticket, sid, url)
     elif call.call_status in FINAL_STATUSES and call.recording_sid is not None:
-        open_voicemail_ticket(session, call)
+        open_ticket(session, call, voicemail=True, opened_by="hangup")
     return call
 
 
@@ -109,19 +114,12 @@ def record_fallback_message(session: Session, form: Mapping[str, str]) -> Call:
     if ticket is None:
         if sid and url and call.recording_sid is None:
             call.recording_sid, call.recording_url = sid, url
-        ticket = open_voicemail_ticket(session, call, opened_by="a message taken while the line was failing")
-        record_event(session, ticket, "fallback", "Message taken by the fallback answer.")
+        ticket = open_ticket(session, call, voicemail=True, opened_by="fallback")
+        record_event(session, ticket, "fallback")
     if sid and url and sid != ticket.recording_sid:
         if ticket.recording_sid is None:
             attach_recording(session, ticket, sid, url)
-        elif not any(sid in event.text for event in ticket.events):
+        elif not thread_mentions_recording(ticket, sid):
             # The ticket holds one recording; a second message stays findable on the thread.
-            record_event(session, ticket, "extra_recording", f"The caller left another message, recording {sid}: {url}")
+            record_event(session, ticket, "extra_recording", recording_sid=sid, url=url)
     return call
-
-
-def open_voicemail_ticket(
-    session: Session, call: Call, opened_by: str = "the caller hanging up after the message"
-) -> Ticket:
-    """The ticket of a call that ended on an unconfirmed message; only a caller-ID-verified SLA raises its urgency."""
-    return open_ticket_for_call(session, call, opening_urgency(call), voicemail=True, opened_by=opened_by)

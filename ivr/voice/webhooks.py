@@ -18,6 +18,7 @@ from twilio.twiml.voice_response import VoiceResponse
 import prompts
 from callflows.engine import Turn
 from callflows.support_line import FLOW
+from helpdesk.access import LockReport
 from ivr.db import db_session
 from ivr.voice import calls, spool
 from ivr.voice.signature import twilio_signed
@@ -98,8 +99,7 @@ def _menu_turn(answer: Callable[[Turn], VoiceResponse]) -> Response:
             form=request.form,
             timezone=settings.business_timezone,
             status_guard=current_app.config["STATUS_GUARD"],
-            dispatch_email=settings.dispatch_email,
-            mail_from=settings.mail_from,
+            lock_report=LockReport(settings.dispatch_email, settings.mail_from),
         )
         response = answer(turn)
         session.commit()

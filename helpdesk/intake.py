@@ -1,0 +1,18 @@
+"""Opening a ticket: the one way a call becomes a ticket, from the line, the fallback answer or the spool."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from helpdesk.urgency import opening_urgency
+from storage.models import Call, Ticket
+from storage.tickets import open_ticket_for_call
+
+
+def open_ticket(session: Session, call: Call, *, voicemail: bool, opened_by: str) -> Ticket:
+    """The call's one ticket, opened (or found) with the urgency of its triage and its caller-ID-verified SLA.
+
+    `voicemail` when the caller did not confirm the message on the line; `opened_by` says
+    how the ticket came (storage.tickets.open_ticket_for_call lists the codes).
+    """
+    return open_ticket_for_call(session, call, opening_urgency(call), voicemail=voicemail, opened_by=opened_by)
