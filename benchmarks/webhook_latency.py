@@ -84,6 +84,7 @@ def main() -> None:
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=Secret(AUTH_TOKEN),
         api_token=Secret("bench"),
+        secret_key=Secret("bench"),
         database_url=url,
         public_base_url=BASE_URL,
         queue_name=f"bench-{uuid.uuid4().hex[:6]}",

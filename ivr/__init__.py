@@ -1,4 +1,4 @@
-"""The support line's web app: Twilio webhooks, the JSON API and the CLI."""
+"""The support line's web app: Twilio webhooks, the JSON API, the dispatchers' console and the CLI."""
 
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def register_blueprints(app: Flask) -> None:
     from ivr import api
+    from ivr.console import register_console
     from ivr.voice import webhooks
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    register_console(app)
 
 
 def register_db_teardown(app: Flask) -> None:

@@ -42,6 +42,12 @@ class Settings:
     )
     twilio_auth_token: Secret = setting(help="Checks Twilio's signature on every webhook, and fetches the recordings.")
     api_token: Secret = setting(help="The bearer token of the JSON API.")
+    secret_key: Secret | None = setting(
+        None,
+        "Signs the console's session cookies and CSRF tokens; the web app refuses to start without it (the worker "
+        "needs none). `scripts/run` generates one into `var/dev.env`.",
+        shown="required by the web app, secret",
+    )
     database_url: str = setting(
         f"sqlite:///{PROJECT_DIR / 'var' / 'ivr.db'}",
         "SQLAlchemy URL; PostgreSQL: `postgresql+psycopg://user:pass@host/db`.",
@@ -119,6 +125,11 @@ class Settings:
         150,
         "The lease a running job holds on its work, by the database's clock, renewed every third of it while the "
         "job runs; a job that stops renewing (killed, frozen) loses its work to another after this long.",
+    )
+    sla_table: Path = setting(
+        PROJECT_DIR / "helpdesk" / "sla.toml",
+        "The service levels: response and restore deadlines per level and urgency, and what each level provides "
+        "(courtesy device, redundant system).",
     )
     retry_intervals: tuple[int, ...] = setting(
         (10, 30, 60, 120, 300, 600, 1800, 3600),

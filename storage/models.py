@@ -132,7 +132,17 @@ class Ticket(Base):
     # customer (from a typed code) is provisional and no email goes to the customer's people.
     needs_match: Mapped[bool] = mapped_column(Boolean, default=False)
     suggested_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
-    technician_id: Mapped[int | None] = mapped_column(ForeignKey("technicians.id"))
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    skill_needed: Mapped[str | None] = mapped_column(String(50))  # set by a dispatcher: who can fix it
+    vendor_name: Mapped[str | None] = mapped_column(String(200))  # escalated to an external vendor
+    vendor_reference: Mapped[str | None] = mapped_column(String(100))
+    vendor_restore_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    courtesy_device: Mapped[str | None] = mapped_column(String(200))  # lent while the customer's is repaired
+    courtesy_lent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    courtesy_returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    urgency_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a person answered it
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     estimated_restore_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     voicemail: Mapped[bool] = mapped_column(Boolean, default=False)
     severity: Mapped[int | None] = mapped_column(Integer)
@@ -151,24 +161,40 @@ class Ticket(Base):
     customer: Mapped[Customer | None] = relationship()
     contact: Mapped[Contact | None] = relationship(foreign_keys=[contact_id])
     suggested_contact: Mapped[Contact | None] = relationship(foreign_keys=[suggested_contact_id])
-    technician: Mapped[Technician | None] = relationship()
+    technician: Mapped[User | None] = relationship()
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="(TicketEvent.at, TicketEvent.id)"
     )
 
 
-class Technician(Base):
-    """A technician who can be assigned to tickets; callers hear only the first name."""
+class User(Base):
+    """A person of the help desk who signs in to the console: a dispatcher, or a technician with skills.
 
-    __tablename__ = "technicians"
+    Technicians are assigned to tickets; callers hear only their first name. A user made
+    before the console (no password) cannot sign in until `flask add-user` sets one.
+    """
+
+    __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="technician")  # dispatcher | technician
+    skills: Mapped[str] = mapped_column(String(500), default="")  # comma-separated, lower case
+    language: Mapped[str] = mapped_column(String(5), default="it")  # the console's language for this user
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped at every sign-in and sign-out: sessions made before are no longer valid.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     @property
     def first_name(self) -> str:
         return self.name.split()[0] if self.name.split() else ""
+
+    @property
+    def skill_set(self) -> frozenset[str]:
+        return frozenset(skill.strip() for skill in self.skills.split(",") if skill.strip())
 
 
 class VoiceMessage(Base):
@@ -204,8 +230,10 @@ class TicketEvent(Base):
     kind: Mapped[str] = mapped_column(String(40))
     # JSON values only; {"note": ...} alone is said as it is (rows written before facts were kept).
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # who did it; None: the line or the worker
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+    user: Mapped[User | None] = relationship()
 
 
 class Email(Base):

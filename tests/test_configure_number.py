@@ -147,6 +147,7 @@ def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=Secret(AUTH_TOKEN),
         api_token=Secret("test-api-token"),
+        secret_key=Secret("test-secret-key"),
         database_url=f"sqlite:///{tmp_path / 'ivr.db'}",
         public_base_url="https://help.example.com",
     )

@@ -206,6 +206,7 @@ def fresh_sqlite_app(tmp_path):  # type: ignore[no-untyped-def]
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=Secret(AUTH_TOKEN),
         api_token=Secret(API_TOKEN),
+        secret_key=Secret("test-secret-key"),
         database_url=f"sqlite:///{tmp_path / 'fresh.db'}",
         spool_dir=tmp_path / "spool",
         recordings_dir=tmp_path / "recordings",

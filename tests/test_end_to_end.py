@@ -20,7 +20,7 @@ from sqlalchemy import select
 from helpdesk import thread
 from ivr.settings import Settings
 from ivr.simulator.media import RecordingServer
-from storage.models import PendingWork, Technician, Ticket
+from storage.models import PendingWork, Ticket, User
 from tests.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -368,7 +368,7 @@ def test_a_spoken_message_added_by_phone_reaches_the_thread_and_the_technician(l
     line.call_with_audio(first, "Ho dimenticato la password.", "it")
     ticket = line.wait_until_followed_up()
     with line.app.config["SESSIONMAKER"]() as session, session.begin():
-        session.get(Ticket, ticket.id).technician = Technician(name="Luca Ferrari", email=TECHNICIAN)
+        session.get(Ticket, ticket.id).technician = User(name="Luca Ferrari", email=TECHNICIAN)
 
     call = caller(GIULIA)
     call.dial_in(), call.stay_silent(), call.press("2")  # status: her open ticket is read first

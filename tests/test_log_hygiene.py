@@ -162,6 +162,7 @@ def test_the_access_log_names_paths_without_the_callers_number_in_the_query(sett
         "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
         "TWILIO_AUTH_TOKEN": "not-used-here",
         "API_TOKEN": API_TOKEN,
+        "SECRET_KEY": "test-secret-key",
         "DATABASE_URL": settings.database_url,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }

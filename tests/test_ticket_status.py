@@ -16,7 +16,7 @@ from redis import Redis
 from sqlalchemy import event, func, select
 
 from ivr.status_guard import RedisStatusGuard
-from storage.models import Call, Contact, PendingWork, Technician, Ticket, VoiceMessage, utcnow
+from storage.models import Call, Contact, PendingWork, Ticket, User, VoiceMessage, utcnow
 from storage.pins import set_customer_pin
 from storage.ticket_numbers import FIRST_SERIAL, check_digit, ticket_number
 from storage.tickets import open_ticket_for_call
@@ -44,7 +44,7 @@ def ticket_for(app, email: str, **changes) -> str:
 def assign(app, number: str, technician_name: str, email: str) -> None:
     with app.config["SESSIONMAKER"]() as session, session.begin():
         ticket = session.scalars(select(Ticket).where(Ticket.number == number)).one()
-        ticket.technician = Technician(name=technician_name, email=email)
+        ticket.technician = User(name=technician_name, email=email)
 
 
 def digits_in(text: str) -> str:

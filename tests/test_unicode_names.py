@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 import prompts
 from storage.db import upgrade
-from storage.models import Contact, Customer, Technician, Ticket
+from storage.models import Contact, Customer, Ticket, User
 from tests.conftest import BASE_URL, GIULIA, Caller
 
 pytestmark = pytest.mark.usefixtures("directory")
@@ -40,7 +40,7 @@ def giulias_ticket(app, client) -> str:  # type: ignore[no-untyped-def]
     call.dial_in(), call.stay_silent(), call.press("1"), call.press("1"), call.speak(), call.press("1")
     with app.config["SESSIONMAKER"]() as session, session.begin():
         ticket = session.scalars(select(Ticket)).one()
-        ticket.technician = Technician(name="Luca Ferrari", email="luca.ferrari@helpdesk.example.it")
+        ticket.technician = User(name="Luca Ferrari", email="luca.ferrari@helpdesk.example.it")
         return ticket.number
 
 
@@ -49,7 +49,7 @@ def store_names(app, company: str, contact: str, technician: str) -> None:  # ty
         giulia = session.scalars(select(Contact).where(Contact.email == GIULIA_EMAIL)).one()
         giulia.name = contact
         session.get_one(Customer, giulia.customer_id).name = company
-        session.scalars(select(Technician)).one().name = technician
+        session.scalars(select(User)).one().name = technician
 
 
 def answer(call: Caller, url: str, extra: dict[str, str] | None = None) -> ElementTree.Element:
