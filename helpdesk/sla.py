@@ -48,7 +48,7 @@ def parse(text: str) -> SlaTable:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SlaTableError(f"not TOML: {error}") from None
-    deadlines = {}
+    deadlines: dict[str, dict[str, dict[str, timedelta]]] = {}
     for section in ("response_minutes", "restore_minutes"):
         table = data.get(section, {})
         deadlines[section] = {}

@@ -13,18 +13,20 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-TICKET_COLUMNS = [
-    sa.Column("skill_needed", sa.String(length=50), nullable=True),
-    sa.Column("vendor_name", sa.String(length=200), nullable=True),
-    sa.Column("vendor_reference", sa.String(length=100), nullable=True),
-    sa.Column("vendor_restore_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("courtesy_device", sa.String(length=200), nullable=True),
-    sa.Column("courtesy_lent_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("courtesy_returned_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("urgency_confirmed_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-]
+def ticket_columns() -> list[sa.Column[object]]:
+    """The tickets' new columns (new objects each time: a Column belongs to one table)."""
+    return [
+        sa.Column("skill_needed", sa.String(length=50), nullable=True),
+        sa.Column("vendor_name", sa.String(length=200), nullable=True),
+        sa.Column("vendor_reference", sa.String(length=100), nullable=True),
+        sa.Column("vendor_restore_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("courtesy_device", sa.String(length=200), nullable=True),
+        sa.Column("courtesy_lent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("courtesy_returned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("urgency_confirmed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    ]
 
 
 def upgrade() -> None:
@@ -41,8 +43,8 @@ def upgrade() -> None:
             sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
         )
     with op.batch_alter_table("tickets") as batch:
-        for column in TICKET_COLUMNS:
-            batch.add_column(column.copy())
+        for column in ticket_columns():
+            batch.add_column(column)
     with op.batch_alter_table("ticket_events") as batch:
         batch.add_column(sa.Column("user_id", sa.Integer(), nullable=True))
         batch.create_foreign_key("fk_ticket_events_user_id_users", "users", ["user_id"], ["id"])
@@ -53,7 +55,7 @@ def downgrade() -> None:
         batch.drop_constraint("fk_ticket_events_user_id_users", type_="foreignkey")
         batch.drop_column("user_id")
     with op.batch_alter_table("tickets") as batch:
-        for column in reversed(TICKET_COLUMNS):
+        for column in reversed(ticket_columns()):
             batch.drop_column(column.name)
     with op.batch_alter_table("users") as batch:
         for name in ("created_at", "session_version", "active", "password_hash", "language", "skills", "role"):
