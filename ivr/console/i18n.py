@@ -1,7 +1,8 @@
-"""The console's words in Italian and English (words_it.toml, words_en.toml), and dates in Europe/Rome.
+"""The console's words in Italian and English, and dates in Europe/Rome.
 
-`t("key", name=...)` in views and templates says a key in the signed-in user's language,
-else Italian; a key missing in a language falls back to Italian.
+The words are in `words/<area>_<language>.toml` (one file per area and language, the keys
+of an area the same in both); `t("key", name=...)` in views and templates says a key in
+the signed-in user's language, else Italian.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ HERE = Path(__file__).parent
 
 @cache
 def words(language: str) -> dict[str, str]:
-    return tomllib.loads((HERE / f"words_{language}.toml").read_text(encoding="utf-8"))
+    """Every area's words in `language`; a key defined by two areas is a mistake."""
+    merged: dict[str, str] = {}
+    for path in sorted((HERE / "words").glob(f"*_{language}.toml")):
+        area = tomllib.loads(path.read_text(encoding="utf-8"))
+        clash = merged.keys() & area.keys()
+        if clash:
+            raise ValueError(f"{path.name} defines again: {', '.join(sorted(clash))}")
+        merged.update(area)
+    return merged
 
 
 def language() -> str:
