@@ -1,8 +1,9 @@
-"""The JSON API for dispatchers and tools: tickets by number and by caller, behind a bearer token.
+"""The JSON API for dispatchers and tools: tickets by number and by caller, and actions on them, behind a bearer token.
 
 A PIN never travels in a URL (URLs end up in access logs and browser histories): the
 status endpoint takes it in the `X-Ticket-PIN` header or a POST body, and refuses a
-query string that carries one.
+query string that carries one. An action is taken as the user the body names, under
+the console's rules (helpdesk.roles, helpdesk.actions).
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.orm import Session
 
 from callflows.status import status_speech
-from helpdesk import thread
+from helpdesk import actions, thread
 from helpdesk.access import AUTHORIZED, LOCKED, UNAVAILABLE, LockReport, may_hear
+from helpdesk.actions import ActionForbidden, ActionRefused
+from helpdesk.phases import PHASES
+from helpdesk.sla import load as load_sla
 from ivr.db import db_session
-from storage.models import Ticket, utcnow
+from storage.models import Ticket, User, utcnow
 from storage.phones import to_e164
-from storage.tickets import get_ticket_by_number, get_tickets_of_caller
+from storage.tickets import get_ticket_by_number, get_ticket_for_update, get_tickets_of_caller
+from storage.users import get_user_by_email
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -151,3 +159,138 @@ def ticket_json(ticket: Ticket, language: str) -> dict[str, Any]:
             for e in ticket.events
         ],
     }
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+# What a JSON value must be to become an action's argument; each refuses anything else.
+Parser = Callable[[str, Any], Any]
+
+
+def _text(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ActionRefused(field, "not_text")
+    return value
+
+
+def _optional_text(field: str, value: Any) -> str | None:
+    return None if value is None else _text(field, value)
+
+
+def _whole_number(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ActionRefused(field, "not_a_whole_number")
+    return value
+
+
+def _true_or_false(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ActionRefused(field, "not_true_or_false")
+    return value
+
+
+def _moment(field: str, value: Any) -> datetime:
+    """An ISO 8601 date and time with its offset, like 2026-12-01T14:30:00+01:00 (or Z for UTC)."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise ActionRefused(field, "not_a_time")
+    if moment.tzinfo is None:
+        raise ActionRefused(field, "time_zone_required")
+    return moment
+
+
+def _lend_device(session: Session, ticket: Ticket, actor: User, device: str) -> object:
+    """Lend a device under the SLA table in force (SLA_TABLE)."""
+    table = load_sla(current_app.config["SETTINGS"].sla_table)
+    return actions.lend_device(session, ticket, actor, device, table=table)
+
+
+@dataclass(frozen=True)
+class ApiAction:
+    """An action as the API takes it: the function that does it, and its JSON fields (parser, required)."""
+
+    run: Callable[..., object]  # (session, ticket, actor, **fields)
+    fields: Mapping[str, tuple[Parser, bool]]
+
+
+# By helpdesk.roles' names of the actions (a test keeps the two sets equal).
+API_ACTIONS: dict[str, ApiAction] = {
+    "change_urgency": ApiAction(actions.set_urgency, {"urgency": (_text, True), "reason": (_text, False)}),
+    "match_caller": ApiAction(
+        actions.match_caller, {"contact_id": (_whole_number, True), "save_number": (_true_or_false, False)}
+    ),
+    "move_phase": ApiAction(actions.move_phase, {"phase": (_text, True)}),
+    "close": ApiAction(functools.partial(actions.move_phase, phase=PHASES.final), {}),
+    "set_estimate": ApiAction(actions.set_restore_estimate, {"when": (_moment, True)}),
+    "assign": ApiAction(actions.assign, {"technician_id": (_whole_number, True), "skill": (_optional_text, False)}),
+    "escalate": ApiAction(
+        actions.escalate_to_vendor,
+        {"vendor": (_text, True), "reference": (_text, True), "restore_at": (_moment, True)},
+    ),
+    "lend_device": ApiAction(_lend_device, {"device": (_text, True)}),
+    "return_device": ApiAction(actions.return_device, {}),
+    "add_note": ApiAction(actions.add_note, {"text": (_text, True)}),
+    "reply": ApiAction(actions.reply, {"text": (_text, True)}),
+}
+ACTING_AS = "as"  # the body's field naming who acts: the email of an active user
+
+
+@bp.post("/tickets/<number>/actions/<action>")
+@token_required
+def ticket_action(number: str, action: str) -> Any:
+    """Take `action` on ticket `number` as the user the JSON body's "as" names, with the body's fields; one transaction.
+
+    200 with the ticket; 400 {"field", "code", "error"} for input or a rule that refuses it
+    (`error` in `lang`, Italian by default); 403 when the user's role may not; 404 for an
+    unknown ticket or action.
+    """
+    offered = API_ACTIONS.get(action)
+    if offered is None:
+        return jsonify(error=f"no action {action!r}: one of {', '.join(sorted(API_ACTIONS))}"), 404
+    language = request.args.get("lang", "it")
+    session = db_session()
+    try:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ActionRefused(None, "not_a_json_object")
+        actor = _acting_user(session, body.get(ACTING_AS))
+        found = get_ticket_for_update(session, number)
+        if found is None:
+            session.rollback()
+            return jsonify(error="no ticket with that number"), 404
+        offered.run(session, found, actor, **_arguments(offered, body))
+    except ActionForbidden as forbidden:
+        session.rollback()
+        return jsonify(code=forbidden.message, error=forbidden.words(language)), 403
+    except ActionRefused as refused:
+        session.rollback()
+        return jsonify(field=refused.field, code=refused.message, error=refused.words(language)), 400
+    session.commit()
+    return jsonify(ticket_json(found, language))
+
+
+def _acting_user(session: Session, address: Any) -> User:
+    """The active user the body names; refused when none is named or the address is no active user's."""
+    if address is None:
+        raise ActionRefused(ACTING_AS, "required")
+    user = get_user_by_email(session, _text(ACTING_AS, address))
+    if user is None or not user.active:
+        raise ActionRefused(ACTING_AS, "unknown_user")
+    return user
+
+
+def _arguments(offered: ApiAction, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The action's arguments from the body: each field parsed, a required one present, no field it does not take."""
+    for name in body:
+        if name != ACTING_AS and name not in offered.fields:
+            raise ActionRefused(name, "unknown_field")
+    arguments = {}
+    for name, (parse, required) in offered.fields.items():
+        if name in body:
+            arguments[name] = parse(name, body[name])
+        elif required:
+            raise ActionRefused(name, "required")
+    return arguments

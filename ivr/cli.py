@@ -1,14 +1,16 @@
-"""The operators' commands: `flask --app wsgi init-db | import-contacts FILE | set-pin CODE | retry-failed |
-relay | configure-number NUMBER`."""
+"""The operators' commands: `flask --app wsgi init-db | import-contacts FILE | set-pin CODE | add-user EMAIL |
+retry-failed | relay | configure-number NUMBER`."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy.orm import Session
 
 from ivr.settings import Settings
 from ivr.twilio_number import (
@@ -24,6 +26,15 @@ from storage import db
 from storage.contacts import ContactImportError, import_contacts
 from storage.pins import PinError, set_customer_pin
 from storage.tickets import retry_failed_work
+from storage.users import (
+    LANGUAGES,
+    ROLES,
+    UserError,
+    add_or_update_user,
+    get_user_by_email,
+    password_problems,
+    user_problems,
+)
 
 
 def register_cli(app: Flask) -> None:
@@ -69,6 +80,41 @@ def register_cli(app: Flask) -> None:
                 sys.exit(1)
         click.echo(f"customer {customer_code}: phone PIN {'removed' if clear else 'set'}")
 
+    @app.cli.command("add-user")
+    @click.argument("email")
+    @click.option("--role", help=f"{' or '.join(ROLES)}; required for a new account.")
+    @click.option("--name", help='Full name, "Luca Ferrari"; required for a new account.')
+    @click.option("--skills", help="Comma-separated skills of a technician: network,printers.")
+    @click.option("--language", help=f"The console's language for this user: {' or '.join(LANGUAGES)} (it when new).")
+    @click.option("--keep-password", is_flag=True, help="Change only the details given; the password stays.")
+    def add_user_command(
+        email: str, role: str | None, name: str | None, skills: str | None, language: str | None, keep_password: bool
+    ) -> None:
+        """Create a console account or update its details, with a password asked twice without echo (or one line of
+        stdin when it is not a terminal). Options not given keep an existing account's values."""
+        with current_app.config["SESSIONMAKER"]() as session:
+            # Everything but the password is checked before the password is asked for.
+            problems = user_problems(session, email, name=name, role=role, skills=skills, language=language)
+            if keep_password and not problems and not _user_exists(session, email):
+                problems.append("a new account needs a password: leave out --keep-password")
+        if problems:
+            _refuse(email, problems)
+        password = None if keep_password else _read_password()
+        if password is not None and password_problems(password):
+            _refuse(email, password_problems(password))
+        with current_app.config["SESSIONMAKER"]() as session:
+            try:
+                with session.begin():
+                    user, created = add_or_update_user(
+                        session, email, name=name, role=role, skills=skills, language=language, password=password
+                    )
+                    summary = (
+                        f"{user.email}: {user.role}, {user.name}, skills {user.skills or '(none)'}, {user.language}"
+                    )
+            except UserError as error:
+                _refuse(email, error.problems)
+        click.echo(f"{'created' if created else 'updated'} {summary}")
+
     @app.cli.command("retry-failed")
     def retry_failed_command() -> None:
         """Give the work that failed for good another round of retries (after fixing the cause)."""
@@ -83,6 +129,28 @@ def register_cli(app: Flask) -> None:
         from ivr.worker.relay import run_relay
 
         run_relay(current_app.config["SETTINGS"], current_app.config["SESSIONMAKER"], once=once)
+
+
+def _read_password() -> str:
+    """The new password: asked twice without echo at a terminal; else the first line of stdin (for scripts)."""
+    if _at_terminal():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _at_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _user_exists(session: Session, email: str) -> bool:
+    return get_user_by_email(session, email) is not None
+
+
+def _refuse(email: str, problems: list[str]) -> NoReturn:
+    click.echo(f"{email}: not changed, because:", err=True)
+    for problem in problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(1)
 
 
 @click.command("configure-number")

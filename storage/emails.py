@@ -1,12 +1,15 @@
 """Emails as rows: each one rendered when queued, for one recipient, sent by its own outbox work.
 
-One email per recipient, so a refusal of one address blocks no other. Before it is
-sent an email is claimed with an update that succeeds only once while the claim lasts,
-so two jobs (or one that outlived its lease) never send it twice.
+One email per recipient, so a refusal of one address blocks no other; an email that
+must show who else got it (an estimate or a reply to the contact, the referents in Cc)
+is one message with its `cc`. Before it is sent an email is claimed with an update that
+succeeds only once while the claim lasts, so two jobs (or one that outlived its lease)
+never send it twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
@@ -34,10 +37,15 @@ def queue_email(
     to: str,
     subject: str,
     body: str,
-    message_id: str,
+    message_id: str = "",
     ticket: Ticket | None = None,
+    cc: Sequence[str] = (),
 ) -> Email:
-    """Queue an email (once per `key`) and the work that sends it, in the caller's transaction."""
+    """Queue an email (once per `key`) and the work that sends it, in the caller's transaction.
+
+    Without `message_id` the worker makes it from the key and MAIL_FROM when it sends
+    (`message_id_for`): the help desk's rules queue emails without knowing the settings.
+    """
     existing = session.scalars(select(Email).where(Email.key == key)).one_or_none()
     if existing is not None:
         return existing
@@ -46,6 +54,7 @@ def queue_email(
         kind=kind,
         ticket_id=ticket.id if ticket is not None else None,
         to_address=to,
+        cc=list(cc),
         subject=subject,
         body=body,
         message_id=message_id,

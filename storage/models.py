@@ -250,6 +250,7 @@ class Email(Base):
     kind: Mapped[str] = mapped_column(String(40))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     to_address: Mapped[str] = mapped_column(String(320))
+    cc: Mapped[list[str]] = mapped_column(JSON, default=list)  # copied addresses, in the same message
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(300))

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage import outbox
-from storage.models import Call, Ticket, TicketEvent, VoiceMessage, utcnow
+from storage.models import Call, Ticket, TicketEvent, User, VoiceMessage, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
@@ -37,13 +37,28 @@ EVENT_KINDS = frozenset(
         "voice_message_transcript",  # words
         "fallback",
         "extra_recording",  # recording_sid, url
-        "note",  # note: words written by a person, said as they are
+        "note",  # note: words written by a person, said as they are (an internal note, never emailed)
+        # A person's actions (helpdesk.actions), each entry with its user_id:
+        "urgency_set",  # urgency, reason; from when it changed
+        "caller_matched",  # contact, contact_id, customer; number_saved and previous_phone when saved
+        "phase_moved",  # from, to
+        "restore_estimated",  # at (ISO 8601); previous; unmatched when nobody could be emailed
+        "assigned",  # to, to_id; from, from_id when re-assigned; skill when one is needed
+        "escalated",  # vendor, reference, restore_at (ISO 8601)
+        "device_lent",  # device
+        "device_returned",  # device
+        "reply",  # text, to; cc (the referents, comma-separated) when copied
     }
 )
 
 
 def get_ticket_by_number(session: Session, number: str) -> Ticket | None:
     return session.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
+
+
+def get_ticket_for_update(session: Session, number: str) -> Ticket | None:
+    """The ticket numbered `number`, its row locked until the transaction ends (PostgreSQL; SQLite locks on write)."""
+    return session.scalars(select(Ticket).where(Ticket.number == number).with_for_update()).one_or_none()
 
 
 def get_tickets_of_caller(session: Session, caller: str) -> list[Ticket]:
@@ -120,9 +135,22 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
     return ticket
 
 
+def record_action(session: Session, ticket: Ticket, user: User, kind: str, **facts: object) -> TicketEvent:
+    """Append the entry of what a person (`user`) did to the ticket, as record_event does."""
+    event = record_event(session, ticket, kind, **facts)
+    event.user = user
+    return event
+
+
 def follow_up_key(ticket_id: int) -> str:
     """The outbox key of a new ticket's follow-up (recording, transcript, emails)."""
     return f"{outbox.FOLLOW_UP}:{ticket_id}"
+
+
+def reopen_follow_up(session: Session, ticket: Ticket) -> None:
+    """Run the ticket's follow-up again (its steps already done are not done twice): the emails a
+    recognised caller gets go out once a dispatcher has matched the caller."""
+    outbox.reopen(session, follow_up_key(ticket.id))
 
 
 def attach_recording(session: Session, ticket: Ticket, recording_sid: str, recording_url: str) -> bool:

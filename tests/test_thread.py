@@ -18,6 +18,7 @@ from storage.contacts import get_contact_by_phone
 from storage.models import Call, Ticket
 from storage.tickets import EVENT_KINDS, URGENCIES, open_ticket_for_call, record_event
 from tests.conftest import API_TOKEN, GIULIA
+from tests.test_ticket_actions import ACTION_EXAMPLES
 
 PROJECT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -55,6 +56,7 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "fallback": {},
     "extra_recording": {"recording_sid": "RE456", "url": "https://api.twilio.com/recordings/RE456"},
     "note": {"note": "Richiamato il cliente."},
+    **ACTION_EXAMPLES,  # the kinds the console's actions write
 }
 
 

@@ -35,12 +35,12 @@ def register_console(app: Flask) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),  # an office day
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    auth.register(app)  # first: a request without a user goes to sign in before its CSRF token is checked
     csrf.init_app(app)
     for name in ("twilio", "api"):
         csrf.exempt(app.blueprints[name])
-    login_manager.init_app(app)
-    login_manager.login_view = "auth.login"
-    auth.register(app)
     i18n.register(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(queue.bp)

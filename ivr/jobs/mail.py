@@ -12,7 +12,6 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 
 import prompts
 from helpdesk import thread
+from helpdesk.notices import Draft  # one shape for every email drafted, here and by the actions
 from ivr.settings import Settings
 from storage.emails import message_id_for, queue_email
 from storage.models import Email, Ticket, TicketEvent, VoiceMessage
@@ -42,17 +42,6 @@ class Refused(Exception):
         self.answer = answer
 
 
-@dataclass(frozen=True)
-class Draft:
-    """An email to queue: what it is (`key`, once), to whom, and its words."""
-
-    kind: str
-    key: str
-    to: str
-    subject: str
-    body: str
-
-
 def queue(session: Session, draft: Draft, mail_from: str, ticket: Ticket | None = None) -> Email:
     """Queue a draft (once per its key) in the caller's transaction; the worker sends it."""
     return queue_email(
@@ -60,6 +49,7 @@ def queue(session: Session, draft: Draft, mail_from: str, ticket: Ticket | None 
         key=draft.key,
         kind=draft.kind,
         to=draft.to,
+        cc=draft.cc,
         subject=draft.subject,
         body=draft.body,
         message_id=message_id_for(draft.key, mail_from),
@@ -199,10 +189,13 @@ def compose(email: Email, settings: Settings, ticket_number: str | None) -> Emai
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = email.to_address
+    if email.cc:
+        message["Cc"] = ", ".join(email.cc)  # send_message delivers to them too
     message["Subject"] = email.subject
     message["Date"] = formatdate(localtime=False)
-    # Deterministic, so a resend after a crash is recognisably the same message.
-    message["Message-ID"] = email.message_id
+    # Deterministic, so a resend after a crash is recognisably the same message; the help desk's
+    # rules queue emails without one (they know no settings): it is made here, from the key.
+    message["Message-ID"] = email.message_id or message_id_for(email.key, settings.mail_from)
     if ticket_number:
         message["X-Ticket-Number"] = ticket_number
     message.set_content(email.body)
