@@ -64,28 +64,23 @@ class Draft:
 
 def estimate_notice(ticket: Ticket, event_id: int, when: datetime, previous: datetime | None) -> Draft | None:
     """The contact learns the estimated restore time (a new email for each estimate: keyed by its thread entry)."""
-    found = recipients(ticket)
-    if found is None:
-        return None
-    contact, cc = found
     language = _language(ticket)
-    words, text = WORDS[language], prompts.catalogue(language).text
-    number = ticket.number or ""
-    lines = [
-        text("email_greeting", name=contact.name),
-        "",
-        words["estimate_body"].format(number=number, when=written_when(when, language)),
-    ]
+    words = WORDS[language]
+    paragraph = [words["estimate_body"].format(number=ticket.number or "", when=written_when(when, language))]
     if previous is not None:
-        lines.append(words["estimate_replaces"].format(previous=written_when(previous, language)))
-    lines += ["", words["quote_number"].format(number=number), "", text("email_signature")]
-    subject = words["estimate_subject"].format(number=number)
-    key = f"{RESTORE_ESTIMATE}:{ticket.id}:{event_id}"
-    return Draft(RESTORE_ESTIMATE, key, contact.email, subject, "\n".join(lines), cc)
+        paragraph.append(words["estimate_replaces"].format(previous=written_when(previous, language)))
+    return _letter(ticket, RESTORE_ESTIMATE, event_id, "estimate_subject", paragraph)
 
 
 def reply_notice(ticket: Ticket, event_id: int, reply: str) -> Draft | None:
     """A person's reply, as written, to the contact (keyed by its thread entry)."""
+    intro = WORDS[_language(ticket)]["reply_intro"].format(number=ticket.number or "")
+    return _letter(ticket, REPLY, event_id, "reply_subject", [intro, "", reply])
+
+
+def _letter(ticket: Ticket, kind: str, event_id: int, subject_key: str, paragraph: list[str]) -> Draft | None:
+    """An email to the ticket's contact, referents in Cc, in the ticket's language: greeting, `paragraph`,
+    the number to quote, the signature. None without a confirmed contact."""
     found = recipients(ticket)
     if found is None:
         return None
@@ -93,23 +88,17 @@ def reply_notice(ticket: Ticket, event_id: int, reply: str) -> Draft | None:
     language = _language(ticket)
     words, text = WORDS[language], prompts.catalogue(language).text
     number = ticket.number or ""
-    lines = [
-        text("email_greeting", name=contact.name),
-        "",
-        words["reply_intro"].format(number=number),
-        "",
-        reply,
-        "",
-        words["quote_number"].format(number=number),
-        "",
-        text("email_signature"),
-    ]
-    subject = words["reply_subject"].format(number=number)
-    return Draft(REPLY, f"{REPLY}:{ticket.id}:{event_id}", contact.email, subject, "\n".join(lines), cc)
+    lines = [text("email_greeting", name=contact.name), "", *paragraph, ""]
+    lines += [words["quote_number"].format(number=number), "", text("email_signature")]
+    subject = words[subject_key].format(number=number)
+    return Draft(kind, f"{kind}:{ticket.id}:{event_id}", contact.email, subject, "\n".join(lines), cc)
 
 
-def queue(session: Session, draft: Draft, ticket: Ticket) -> Email:
-    """Queue the draft (once per its key) in the caller's transaction; the worker sends it."""
+def queue(session: Session, draft: Draft, ticket: Ticket | None = None) -> Email:
+    """Queue the draft (once per its key) in the caller's transaction; the worker sends it.
+
+    Its Message-ID is made from the key when it is sent, so a resend is the same message.
+    """
     return queue_email(
         session,
         key=draft.key,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -15,7 +14,7 @@ from sqlalchemy import event, select
 from ivr.console.queue import span_words
 from storage.models import Customer, Ticket, User, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
-from tests.conftest import ANNA, GIULIA, STRANGER
+from tests.conftest import ANNA, GIULIA, STRANGER, sign_in
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -90,14 +89,6 @@ def add_user(app, name: str, role: str = "dispatcher", language: str = "it") -> 
         session.flush()
         session.expunge(user)
     return user
-
-
-def sign_in(client, user: User) -> None:  # type: ignore[no-untyped-def]
-    """Flask-Login's session, as a sign-in leaves it (with when it began: a session lasts an office day)."""
-    with client.session_transaction() as s:
-        s["_user_id"] = f"{user.id}:{user.session_version}"
-        s["_fresh"] = True
-        s["signed_in_at"] = int(time.time())
 
 
 def add_ticket(  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from storage.contacts import get_contact_by_phone
 from storage.models import Ticket, TicketEvent, User
 from storage.ticket_numbers import ticket_number
 from storage.tickets import record_event
-from tests.conftest import GIULIA, Caller
+from tests.conftest import GIULIA, Caller, sign_in
 
 pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
@@ -46,13 +45,6 @@ def add_user(app, name: str, role: str, *, skills: str = "", language: str = "it
         )
         session.add(user)
     return user
-
-
-def sign_in(client, user: User) -> None:  # type: ignore[no-untyped-def]
-    with client.session_transaction() as s:
-        s["_user_id"] = f"{user.id}:{user.session_version}"
-        s["_fresh"] = True
-        s["signed_in_at"] = int(time.time())
 
 
 def open_withheld_ticket(caller) -> None:  # type: ignore[no-untyped-def]

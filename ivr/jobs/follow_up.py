@@ -24,6 +24,7 @@ from pathlib import Path
 from rq import get_current_job
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk import notices
 from helpdesk.urgency import raised_by_transcript
 from ivr.jobs import mail
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
@@ -130,7 +131,7 @@ def follow_up_ticket(job: Job) -> None:
             return
         drafts = mail.ticket_emails(ticket, job.settings)
         for draft in drafts:  # once each: a second run (a late recording) queues nothing new
-            mail.queue(session, draft, job.settings.mail_from, ticket)
+            notices.queue(session, draft, ticket)
         said = any(event.kind == "no_confirmation" for event in ticket.events)
         if not said and not any(draft.kind == mail.CONFIRMATION for draft in drafts):
             why = "not_in_directory" if ticket.contact is None else "not_confirmed"
@@ -152,7 +153,7 @@ def follow_up_message(job: Job) -> None:
             return
         draft = mail.voice_message_notice(message, ticket, job.settings)
         if draft is not None:
-            mail.queue(session, draft, job.settings.mail_from, ticket)
+            notices.queue(session, draft, ticket)
         message.notified_at = utcnow()
 
 
@@ -312,7 +313,7 @@ def _email_refused(session: Session, email_id: int, settings: Settings) -> None:
     record_event(session, ticket, "email_refused", email=email.kind, to=email.to_address, answer=email.refusal)
     if email.kind == mail.CONFIRMATION and settings.dispatch_email:
         notice = mail.confirmation_refused_notice(ticket, email, settings.dispatch_email)
-        mail.queue(session, notice, settings.mail_from, ticket)
+        notices.queue(session, notice, ticket)
 
 
 RUNNERS: dict[str, Callable[[Job], None]] = {

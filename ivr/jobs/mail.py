@@ -15,13 +15,11 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from sqlalchemy.orm import Session
-
 import prompts
 from helpdesk import thread
 from helpdesk.notices import Draft  # one shape for every email drafted, here and by the actions
 from ivr.settings import Settings
-from storage.emails import message_id_for, queue_email
+from storage.emails import message_id_for
 from storage.models import Email, Ticket, TicketEvent, VoiceMessage
 from storage.phones import masked
 
@@ -40,21 +38,6 @@ class Refused(Exception):
     def __init__(self, answer: str):
         super().__init__(answer)
         self.answer = answer
-
-
-def queue(session: Session, draft: Draft, mail_from: str, ticket: Ticket | None = None) -> Email:
-    """Queue a draft (once per its key) in the caller's transaction; the worker sends it."""
-    return queue_email(
-        session,
-        key=draft.key,
-        kind=draft.kind,
-        to=draft.to,
-        cc=draft.cc,
-        subject=draft.subject,
-        body=draft.body,
-        message_id=message_id_for(draft.key, mail_from),
-        ticket=ticket,
-    )
 
 
 def ticket_emails(ticket: Ticket, settings: Settings) -> list[Draft]:

@@ -23,6 +23,7 @@ from typing import IO, Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk import notices
 from ivr.jobs import mail
 from ivr.settings import Settings
 from ivr.voice import calls
@@ -102,7 +103,7 @@ def dead_letter_reporter(settings: Settings, make_session: sessionmaker[Session]
         form = {str(k): str(v) for k, v in raw_form.items()} if isinstance(raw_form, dict) else {}
         draft = mail.spool_dead_letter_notice(name, str(entry.get("kind")), form, reason, settings.dispatch_email)
         with make_session() as session, session.begin():
-            mail.queue(session, draft, settings.mail_from)
+            notices.queue(session, draft)
 
     return report
 
