@@ -16,14 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from helpdesk.access import GuardUnavailable, Reservation
-
-# Give an attempt back only to a counter that still exists: a DECR on an expired key would
-# create one at -1 that never expires, a budget that never runs out.
-_REFUND = """
-for _, key in ipairs(KEYS) do
-    if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
-end
-"""
+from ivr.attempts import count_attempt, give_back
 
 
 class RedisStatusGuard:
@@ -52,14 +45,10 @@ class RedisStatusGuard:
             self._counter(customer_key),
         ]
         try:
-            with self.redis.pipeline(transaction=True) as pipe:  # the three counts of one attempt, together
-                for key in keys:
-                    pipe.incr(key)
-                    pipe.expire(key, self.window, nx=True)
-                results = pipe.execute()
+            counted = count_attempt(self.redis, keys, self.window)  # the three counts of one attempt, together
         except RedisError as error:
             raise GuardUnavailable(type(error).__name__) from None
-        caller_count, ticket_count, customer_count = (int(count) for count in results[0::2])
+        caller_count, ticket_count, customer_count = (count for count, _ in counted)
         return Reservation(
             caller_key, ticket_number, customer_key, caller_count, ticket_count, customer_count, self.max_failures
         )
@@ -72,7 +61,7 @@ class RedisStatusGuard:
             self._counter(reservation.customer_key),
         ]
         try:
-            self.redis.eval(_REFUND, len(keys), *keys)
+            give_back(self.redis, keys)
         except RedisError as error:
             raise GuardUnavailable(type(error).__name__) from None
 

@@ -42,6 +42,7 @@ from wtforms.i18n import get_translations
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from helpdesk import roles
+from ivr.attempts import count_attempt, give_back
 from ivr.console import login_manager
 from ivr.console.i18n import language, t
 from ivr.db import db_session
@@ -112,15 +113,6 @@ class Attempt:
         return max(1, math.ceil(self.wait / 60))
 
 
-# Give an attempt back only to a counter that still exists: a DECR on an expired key would
-# create one at -1 that never expires.
-_REFUND = """
-for _, key in ipairs(KEYS) do
-    if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
-end
-"""
-
-
 class LoginThrottle:
     """Wrong passwords counted in Redis per account and per address, shared by every web process."""
 
@@ -152,20 +144,16 @@ class LoginThrottle:
         """Count one attempt against the account and the address, in one transaction, before any check."""
         keys = (self.account_key(email), self.address_key(address))
         try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                for key in keys:
-                    pipe.incr(key)
-                    pipe.expire(key, self.window, nx=True)
-                    pipe.ttl(key)
-                results = pipe.execute()
+            (account_count, account_ttl), (address_count, address_ttl) = count_attempt(
+                self.redis, list(keys), self.window
+            )
         except RedisError as error:
             raise ThrottleUnavailable(type(error).__name__) from None
-        (account_count, _, account_ttl), (address_count, _, address_ttl) = results[0:3], results[3:6]
         spent = [
             ttl
             for count, budget, ttl in (
-                (int(account_count), self.account_budget, int(account_ttl)),
-                (int(address_count), self.address_budget, int(address_ttl)),
+                (account_count, self.account_budget, account_ttl),
+                (address_count, self.address_budget, address_ttl),
             )
             if count > budget
         ]
@@ -174,7 +162,7 @@ class LoginThrottle:
     def refund(self, attempt: Attempt) -> None:
         """Give back the attempt of a right password: only wrong ones spend the budget."""
         try:
-            self.redis.eval(_REFUND, len(attempt.keys), *attempt.keys)
+            give_back(self.redis, list(attempt.keys))
         except RedisError as error:
             raise ThrottleUnavailable(type(error).__name__) from None
 
