@@ -627,3 +627,23 @@ def test_add_user_refuses_a_short_password_and_a_bad_update(app, accounts):
     after = user_row(app, TECHNICIAN)
     assert (after.skills, after.password_hash) == (technician.skills, technician.password_hash)
     assert user_count(app) == 2
+
+
+def test_a_user_switches_the_console_to_english_and_it_stays_so(app, client, accounts):
+    """Each user chooses the console's language; the choice is kept on the account."""
+    sign_in(client, DISPATCHER, DISPATCHER_PASSWORD)
+    assert "Coda" in client.get("/console/").get_data(as_text=True)
+    token = csrf_token(client, "/console/")
+    switched = client.post("/console/language", data={"language": "en", "next": "/console/", "csrf_token": token})
+    assert switched.status_code == 302 and switched.headers["Location"].endswith("/console/")
+    assert "Queue" in client.get("/console/").get_data(as_text=True)
+    client.post("/console/language", data={"language": "de", "csrf_token": token})  # not a language we have
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.get(User, accounts["dispatcher"]).language == "en"
+
+
+def test_switching_the_language_without_the_csrf_token_changes_nothing(app, client, accounts):
+    sign_in(client, DISPATCHER, DISPATCHER_PASSWORD)
+    assert client.post("/console/language", data={"language": "en"}).status_code == 400
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.get(User, accounts["dispatcher"]).language == "it"

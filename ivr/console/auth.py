@@ -44,7 +44,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from helpdesk import roles
 from ivr.attempts import count_attempt, give_back
 from ivr.console import login_manager
-from ivr.console.i18n import language, t
+from ivr.console.i18n import LANGUAGES, language, t
 from ivr.db import db_session
 from storage.models import User
 from storage.users import MAX_PASSWORD_LENGTH, check_password, get_user_by_email, normal_email, warm_up
@@ -258,6 +258,20 @@ def logout() -> Any:
     flash(t("auth_signed_out"), "info")
     current_app.logger.info("signed out: %s", masked(user.email if user is not None else ""))
     return redirect(url_for("auth.login"))
+
+
+@bp.post("/language")
+@login_required
+def choose_language() -> Any:
+    """The console's language for this user, kept on the account: Italian or English."""
+    chosen = request.form.get("language", "")
+    if chosen in LANGUAGES:
+        db = db_session()
+        user = db.get(User, current_user.id)
+        if user is not None:
+            user.language = chosen
+            db.commit()
+    return redirect(local_path(request.form.get("next")) or url_for("queue.index"))
 
 
 def dispatcher_required(view: View) -> View:
