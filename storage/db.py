@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:  # Alembic is loaded only when a schema is brought up to date
@@ -21,6 +21,7 @@ def make_engine(url: str) -> Engine:
     SQLAlchemy's errors and statement logs, which end up in tracebacks and log files.
     """
     if url.startswith("sqlite"):
+        _make_sqlite_directory(url)
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
@@ -42,6 +43,14 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
+def _make_sqlite_directory(url: str) -> None:
+    """Create the SQLite file's folder when missing (`var/` on a fresh clone): SQLite makes the file, not the folder."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in memory, or a URI filename that SQLite opens as it is told
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -60,4 +69,6 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Apply the Alembic migrations up to `revision` (every one by default) to the database at `url`."""
     from alembic import command
 
+    if url.startswith("sqlite"):
+        _make_sqlite_directory(url)  # Alembic opens its own engine, not make_engine's
     command.upgrade(alembic_config(url), revision)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -117,6 +118,9 @@ class Ticket(Base):
     """A support request; `number` (digits + check digit) is the reference in every later contact."""
 
     __tablename__ = "tickets"
+    # What the line and the console look tickets up by, so that a lookup stays flat as tickets pile up;
+    # the queue filters by phase first (status IN the open phases), then by urgency.
+    __table_args__ = (Index("ix_tickets_status_urgency", "status", "urgency"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(String(20), unique=True)
@@ -124,15 +128,15 @@ class Ticket(Base):
     urgency: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(20), default="phone")
     language: Mapped[str] = mapped_column(String(5), default="it")
-    caller: Mapped[str | None] = mapped_column(String(20))
-    callback_number: Mapped[str | None] = mapped_column(String(20))
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    caller: Mapped[str | None] = mapped_column(String(20), index=True)
+    callback_number: Mapped[str | None] = mapped_column(String(20), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     # True until a dispatcher confirms who called: the caller ID matched no contact, so the
     # customer (from a typed code) is provisional and no email goes to the customer's people.
     needs_match: Mapped[bool] = mapped_column(Boolean, default=False)
     suggested_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
-    technician_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     skill_needed: Mapped[str | None] = mapped_column(String(50))  # set by a dispatcher: who can fix it
     vendor_name: Mapped[str | None] = mapped_column(String(200))  # escalated to an external vendor
     vendor_reference: Mapped[str | None] = mapped_column(String(100))
