@@ -18,7 +18,6 @@ import logging
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -28,9 +27,8 @@ from flask import Flask
 from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, bench_app
 from helpdesk.phases import OPEN_PHASES
-from ivr import create_app
-from ivr.settings import Secret, Settings
 from ivr.simulator import twilio_requests as twilio
 from ivr.simulator.commands import DEMO_CALLER
 from storage.contacts import import_contacts
@@ -39,24 +37,8 @@ from storage.models import Call, Contact, Customer, Ticket, UTCDateTime, utcnow
 from storage.tickets import get_ticket_by_number, get_tickets_of_caller, get_tickets_of_contact, open_ticket_for_call
 
 DIRECTORY = Path(__file__).resolve().parent.parent / "examples" / "contacts.csv"
-BASE_URL = "https://ivr.example.com"
-ACCOUNT_SID = "AC" + "0" * 32
-AUTH_TOKEN = "bench-auth-token-not-a-secret"
 OTHER_CONTACTS = 1_000  # the other tickets are spread over these contacts of one other customer
 OPEN_ONE_IN = 20  # of the other tickets, one in 20 is still open
-
-
-def make_app(url: str) -> Flask:
-    settings = Settings(
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token=Secret(AUTH_TOKEN),
-        api_token=Secret("bench"),
-        secret_key=Secret("bench"),
-        database_url=url,
-        public_base_url=BASE_URL,
-        queue_name=f"bench-{uuid.uuid4().hex[:6]}",
-    )
-    return create_app(settings)
 
 
 def add_demo_tickets(session: Session, caller: str) -> tuple[int, str]:
@@ -207,7 +189,7 @@ def main() -> None:
 def run_rounds(url: str, small_size: int, large_size: int, times: int) -> None:
     """Fill the database at `url` to `small_size`, then `large_size` tickets, timing the lookups; print the table."""
     upgrade(url)
-    app = make_app(url)
+    app = bench_app(url)
     logging.getLogger("ivr").setLevel(logging.WARNING)  # not a line per call
     engine: Engine = app.config["ENGINE"]
     caller = DEMO_CALLER

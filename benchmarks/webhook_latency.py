@@ -14,25 +14,17 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping
-from pathlib import Path
 from xml.etree import ElementTree
 
 from flask.testing import FlaskClient
 
-from ivr import create_app
-from ivr.settings import Secret, Settings
+from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, DIRECTORY, bench_app
 from ivr.simulator import twilio_requests as twilio
 from ivr.simulator.commands import DEMO_CALLER
 from storage.contacts import import_contacts
 from storage.db import upgrade
-
-DIRECTORY = Path(__file__).resolve().parent.parent / "examples" / "contacts.csv"
-BASE_URL = "https://ivr.example.com"
-ACCOUNT_SID = "AC" + "0" * 32
-AUTH_TOKEN = "bench-auth-token-not-a-secret"
 
 
 class TimedCall:
@@ -80,16 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     upgrade(url)
-    settings = Settings(
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token=Secret(AUTH_TOKEN),
-        api_token=Secret("bench"),
-        secret_key=Secret("bench"),
-        database_url=url,
-        public_base_url=BASE_URL,
-        queue_name=f"bench-{uuid.uuid4().hex[:6]}",
-    )
-    app = create_app(settings)
+    app = bench_app(url)
     with app.config["SESSIONMAKER"]() as session, session.begin():
         import_contacts(session, DIRECTORY.read_text(encoding="utf-8"))
     client = app.test_client()
