@@ -139,6 +139,7 @@ class Turn:
     lock_report: LockReport  # where a PIN locked by guessing is reported
     form: Mapping[str, str] = field(default_factory=dict)
     notices: list[Speech] = field(default_factory=list)
+    memo: dict[str, object] = field(default_factory=dict)  # what an action read once in this webhook, for the next
 
     def say(self, key: str, **values: object) -> None:
         """Queue a prompt to be said before the next step's own prompt."""

@@ -7,6 +7,7 @@ unknown ticket and a ticket the caller may not hear get the same words.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import prompts
@@ -117,25 +118,14 @@ def keep_voice_message(turn: Turn, _: object) -> None:
 # -- speakers ------------------------------------------------------------------------------
 
 
-_OWN_TICKETS = "callflows.status.own_tickets"  # the session.info key of _own_tickets's (turn, contact, tickets)
-
-
 def _own_tickets(turn: Turn) -> list[Ticket]:
-    """The open tickets of the contact known by caller ID, newest first, read once per webhook.
-
-    The status step decides on the list and my_tickets reads from it in the same webhook:
-    the first read is kept for this turn (in the session's `info`, which belongs to the
-    request's session), so the second is not a second query.
-    """
-    call = turn.call
-    if not call.contact_id:
+    """The open tickets of the contact known by caller ID, newest first, read once per webhook
+    (the status step decides on the list and my_tickets reads it out in the same webhook)."""
+    if not turn.call.contact_id:
         return []
-    cached = turn.session.info.get(_OWN_TICKETS)
-    if cached is not None and cached[0] is turn and cached[1] == call.contact_id:
-        return list(cached[2])
-    tickets = get_tickets_of_contact(turn.session, call.contact_id, OPEN_PHASES)
-    turn.session.info[_OWN_TICKETS] = (turn, call.contact_id, tuple(tickets))
-    return tickets
+    if "own_tickets" not in turn.memo:
+        turn.memo["own_tickets"] = get_tickets_of_contact(turn.session, turn.call.contact_id, OPEN_PHASES)
+    return list(cast(list[Ticket], turn.memo["own_tickets"]))
 
 
 def my_tickets(turn: Turn) -> Speech:

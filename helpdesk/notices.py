@@ -22,33 +22,6 @@ from storage.models import Contact, Email, Ticket
 RESTORE_ESTIMATE = "restore_estimate"
 REPLY = "reply"
 
-# The words of these emails, by language (the greeting, the signature and the months are the line's, in prompts/).
-WORDS: dict[str, dict[str, str]] = {
-    "it": {
-        "estimate_subject": "Richiesta di assistenza {number}: ripristino previsto",
-        "estimate_body": (
-            "per la richiesta di assistenza numero {number} prevediamo di ripristinare il servizio "
-            "{when} (ora italiana)."
-        ),
-        "estimate_replaces": "Questa stima sostituisce la precedente: {previous}.",
-        "reply_subject": "Richiesta di assistenza {number}: risposta dell'assistenza tecnica",
-        "reply_intro": "in merito alla richiesta di assistenza numero {number}:",
-        "quote_number": "Per ogni comunicazione indichi il numero {number}.",
-        "when": "{weekday} {day} {month} {year} alle {time}",
-        "weekdays": "lunedì, martedì, mercoledì, giovedì, venerdì, sabato, domenica",
-    },
-    "en": {
-        "estimate_subject": "Support request {number}: estimated restore time",
-        "estimate_body": "for support request number {number} we expect to restore service by {when} (Italian time).",
-        "estimate_replaces": "This estimate replaces the previous one: {previous}.",
-        "reply_subject": "Support request {number}: a reply from technical support",
-        "reply_intro": "about support request number {number}:",
-        "quote_number": "Please quote number {number} in every contact.",
-        "when": "{weekday} {day} {month} {year} at {time}",
-        "weekdays": "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday",
-    },
-}
-
 
 @dataclass(frozen=True)
 class Draft:
@@ -65,17 +38,17 @@ class Draft:
 def estimate_notice(ticket: Ticket, event_id: int, when: datetime, previous: datetime | None) -> Draft | None:
     """The contact learns the estimated restore time (a new email for each estimate: keyed by its thread entry)."""
     language = _language(ticket)
-    words = WORDS[language]
-    paragraph = [words["estimate_body"].format(number=ticket.number or "", when=written_when(when, language))]
+    text = prompts.catalogue(language).text
+    paragraph = [text("email_estimate_body", number=ticket.number or "", when=written_when(when, language))]
     if previous is not None:
-        paragraph.append(words["estimate_replaces"].format(previous=written_when(previous, language)))
-    return _letter(ticket, RESTORE_ESTIMATE, event_id, "estimate_subject", paragraph)
+        paragraph.append(text("email_estimate_replaces", previous=written_when(previous, language)))
+    return _letter(ticket, RESTORE_ESTIMATE, event_id, "email_estimate_subject", paragraph)
 
 
 def reply_notice(ticket: Ticket, event_id: int, reply: str) -> Draft | None:
     """A person's reply, as written, to the contact (keyed by its thread entry)."""
-    intro = WORDS[_language(ticket)]["reply_intro"].format(number=ticket.number or "")
-    return _letter(ticket, REPLY, event_id, "reply_subject", [intro, "", reply])
+    intro = prompts.catalogue(_language(ticket)).text("email_reply_intro", number=ticket.number or "")
+    return _letter(ticket, REPLY, event_id, "email_reply_subject", [intro, "", reply])
 
 
 def _letter(ticket: Ticket, kind: str, event_id: int, subject_key: str, paragraph: list[str]) -> Draft | None:
@@ -85,12 +58,11 @@ def _letter(ticket: Ticket, kind: str, event_id: int, subject_key: str, paragrap
     if found is None:
         return None
     contact, cc = found
-    language = _language(ticket)
-    words, text = WORDS[language], prompts.catalogue(language).text
+    text = prompts.catalogue(_language(ticket)).text
     number = ticket.number or ""
     lines = [text("email_greeting", name=contact.name), "", *paragraph, ""]
-    lines += [words["quote_number"].format(number=number), "", text("email_signature")]
-    subject = words[subject_key].format(number=number)
+    lines += [text("email_quote_number", number=number), "", text("email_signature")]
+    subject = text(subject_key, number=number)
     return Draft(kind, f"{kind}:{ticket.id}:{event_id}", contact.email, subject, "\n".join(lines), cc)
 
 
@@ -114,11 +86,16 @@ def queue(session: Session, draft: Draft, ticket: Ticket | None = None) -> Email
 def written_when(moment: datetime, language: str) -> str:
     """A moment as an email writes it, on the help desk's clock: "martedì 1 dicembre 2026 alle 14:30"."""
     local = moment.astimezone(HELP_DESK_ZONE)
-    words, text = WORDS[_known(language)], prompts.catalogue(language).text
+    text = prompts.catalogue(language).text
     month = [name.strip() for name in text("months").split(",")][local.month - 1]
-    weekday = [name.strip() for name in words["weekdays"].split(",")][local.weekday()]
-    return words["when"].format(
-        weekday=weekday, day=local.day, month=month, year=local.year, time=f"{local.hour}:{local.minute:02d}"
+    weekday = [name.strip() for name in text("weekdays").split(",")][local.weekday()]
+    return text(
+        "email_when",
+        weekday=weekday,
+        day=local.day,
+        month=month,
+        year=local.year,
+        time=f"{local.hour}:{local.minute:02d}",
     )
 
 
@@ -136,4 +113,4 @@ def _language(ticket: Ticket) -> str:
 
 
 def _known(language: str) -> str:
-    return language if language in WORDS else prompts.DEFAULT_LANGUAGE
+    return language if language in prompts.LANGUAGES else prompts.DEFAULT_LANGUAGE

@@ -160,10 +160,7 @@ def add_or_update_user(
 def technicians_with_skill(session: Session, skill: str) -> list[User]:
     """The active technicians who have `skill`, by name."""
     wanted = skill.strip().lower()
-    technicians = session.scalars(
-        select(User).where(User.role == TECHNICIAN, User.active.is_(True)).order_by(User.name, User.id)
-    )
-    return [user for user in technicians if wanted in user.skill_set]
+    return [user for user in active_technicians(session) if wanted in user.skill_set]
 
 
 def active_technicians(session: Session) -> Sequence[User]:
