@@ -1,6 +1,6 @@
 """What our webhooks cost under load, against a bare signed Flask answer, measured with wrk.
 
-    .venv/bin/python -m benchmarks.webhooks_wrk [--seconds 5] [--rounds 3] [--calls-per-second 1000]
+    .venv/bin/python -m benchmarks.webhooks_wrk [--seconds 5] [--rounds 3] [--calls-per-second 2500]
 
 Run from the project root (gunicorn reads its `gunicorn.conf.py` there). It starts, on
 loopback, our app as the Procfile runs it (gunicorn, 2 sync workers, `wsgi:app`) on a fresh
@@ -688,8 +688,8 @@ def main() -> None:
     parser.add_argument(
         "--calls-per-second",
         type=int,
-        default=1000,
-        help="fresh calls seeded per second of each run (default 1000); wrk cycles through them",
+        default=2500,
+        help="fresh calls seeded per second of each run (default 2500); wrk cycles through them",
     )
     parser.add_argument("--postgresql-url", default=POSTGRESQL_URL, help=f"default {POSTGRESQL_URL}")
     parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")

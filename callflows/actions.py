@@ -16,45 +16,46 @@ from callflows import status
 from callflows.engine import Checker, Decider, SideEffect, Speaker, Turn, seconds
 from helpdesk import intake
 from prompts import Speech
-from storage.contacts import get_contact_by_phone, get_customer_by_code
+from storage.contacts import get_customer_by_code, identify_by_phone
 from storage.phones import to_e164
 
 # -- side effects ----------------------------------------------------------------------------
 
 
 def set_language(turn: Turn, language: object) -> None:
-    turn.call.language = str(language)
+    turn.set_language(str(language))
 
 
 def greet(turn: Turn, _: object) -> None:
     """Hello with the company's name: for a caller identified by caller ID only."""
-    contact = turn.call.contact
-    if contact is not None:
-        turn.say("greeting_known", company=contact.customer.name.rstrip("."))
+    call = turn.call
+    if call.contact_id is not None and call.company is not None:
+        turn.say("greeting_known", company=call.company.rstrip("."))
 
 
 def set_severity(turn: Turn, severity: object) -> None:
-    turn.call.severity = int(str(severity))
+    turn.db.change(severity=int(str(severity)))
 
 
 def keep_recording(turn: Turn, _: object) -> None:
     """Remember the recording just made (the one the caller may confirm)."""
-    call = turn.call
-    call.recording_sid = turn.form.get("RecordingSid") or None
-    call.recording_url = turn.form.get("RecordingUrl") or None
-    call.recording_duration = seconds(turn.form.get("RecordingDuration"))
+    turn.db.change(
+        recording_sid=turn.form.get("RecordingSid") or None,
+        recording_url=turn.form.get("RecordingUrl") or None,
+        recording_duration=seconds(turn.form.get("RecordingDuration")),
+    )
 
 
 def forget_recording(turn: Turn, _: object) -> None:
-    call = turn.call
-    call.recording_sid = call.recording_url = None
-    call.recording_duration = None
+    turn.db.change(recording_sid=None, recording_url=None, recording_duration=None)
 
 
 def open_ticket(turn: Turn, kind: object) -> None:
     """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
     voicemail = kind == "voicemail"
-    intake.open_ticket(turn.session, turn.call, voicemail=voicemail, opened_by="voicemail" if voicemail else "line")
+    call = turn.orm_call()
+    intake.open_ticket(turn.session, call, voicemail=voicemail, opened_by="voicemail" if voicemail else "line")
+    turn.orm_done(call)
 
 
 # -- deciders --------------------------------------------------------------------------------
@@ -65,10 +66,10 @@ def identify_caller(turn: Turn) -> str:
     call = turn.call
     if call.caller is None:
         return "withheld"
-    contact = get_contact_by_phone(turn.session, call.caller)
-    if contact is None:
+    identity = identify_by_phone(turn.db.connection, call.caller)
+    if identity is None:
         return "unknown"
-    call.contact, call.customer = contact, contact.customer
+    call.contact_id, call.customer_id, call.company = identity.contact_id, identity.customer_id, identity.company
     return "known"
 
 
@@ -93,7 +94,8 @@ def check_callback_number(turn: Turn, digits: str) -> str:
         return "invalid"
     call = turn.call
     call.callback_number = number
-    call.suggested_contact = get_contact_by_phone(turn.session, number)
+    suggested = identify_by_phone(turn.db.connection, number)
+    call.suggested_contact_id = suggested.contact_id if suggested else None
     turn.say("callback_number_noted", number=prompts.spoken_phone(number))
     return "unknown"
 
@@ -103,7 +105,7 @@ def check_customer_code(turn: Turn, digits: str) -> str:
     customer = get_customer_by_code(turn.session, digits)
     if customer is None:
         return "unknown_code"
-    turn.call.customer = customer  # provisional: the ticket needs a dispatcher's match (no contact, needs_match)
+    turn.call.customer_id = customer.id  # provisional: the ticket needs a dispatcher's match (no contact, needs_match)
     turn.say("customer_code_noted")
     return "linked"
 
@@ -118,16 +120,15 @@ def language_offer(turn: Turn) -> Speech:
 
 
 def ticket_number(turn: Turn) -> Speech:
-    ticket = turn.call.ticket
-    return prompts.spoken_digits(ticket.number or "") if ticket else []
+    return prompts.spoken_digits(turn.call.ticket_number or "")
 
 
 def next_steps(turn: Turn) -> Speech:
     call = turn.call
-    catalogue = prompts.catalogue(call.language)
-    if call.ticket is not None and call.ticket.recording_sid is None:
+    catalogue = prompts.catalogue(turn.language)
+    if call.ticket_id is not None and call.ticket_recording_sid is None:
         return [catalogue.text("ticket_no_audio")]
-    if call.contact is None:  # not identified by caller ID: no confirmation email, a dispatcher calls back
+    if call.contact_id is None:  # not identified by caller ID: no confirmation email, a dispatcher calls back
         return [catalogue.text("ticket_next_steps_unregistered")]
     return [catalogue.text("ticket_next_steps")]
 
@@ -156,6 +157,8 @@ CHECKERS: dict[str, Checker] = {
     "check_ticket_number": status.check_ticket_number,
     "check_status_pin": status.check_status_pin,
 }
+
+PURE_DECIDERS = frozenset({"business_hours"})  # they read no call and change nothing
 
 SPEAKERS: dict[str, Speaker] = {
     "language_offer": language_offer,

@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
 from sqlalchemy.orm import Session
-from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 import prompts
+from callflows.twiml import Response, Verbs
 from helpdesk.access import LockReport, StatusGuard
 from prompts import Pause, Speech
+from storage.calls import CallRecord, CallTransaction
 from storage.models import Call
 
 AGAIN = "again"
@@ -124,12 +125,17 @@ Step = Menu | Entry | Record | Transfer | Branch | Hangup
 
 @dataclass
 class Turn:
-    """One webhook's worth of context: the call, how to build URLs, what to say first."""
+    """One webhook's worth of context: the call (read on first use), how to build URLs, what to say first.
 
-    call: Call
-    session: Session  # the storage session the actions use; the request owns commit and rollback
+    What only steers the menu travels in the step URLs Twilio signs: the language and the
+    attempts at the step. So a key that leads to the next menu reads and writes nothing.
+    Whatever may write asks `writing()` before touching the call (the engine does, before
+    running an action), so that the call is read locked, once, and changed in one UPDATE.
+    """
+
+    db: CallTransaction  # the webhook's work on its call; the request commits it
     is_open: Callable[[], bool]  # business hours
-    step_url: Callable[..., str]  # step_url(step_name, event=None) -> absolute URL
+    url: Callable[[str, Mapping[str, str]], str]  # url(step_name, query) -> absolute URL of the step
     recording_callback_url: Callable[[str], str]  # recording_callback_url(purpose) -> absolute URL
     max_recording_seconds: int
     dial_number: str | None
@@ -138,12 +144,52 @@ class Turn:
     status_guard: StatusGuard  # counts PIN attempts
     lock_report: LockReport  # where a PIN locked by guessing is reported
     form: Mapping[str, str] = field(default_factory=dict)
-    notices: list[Speech] = field(default_factory=list)
+    url_language: str | None = None  # the language the step URL carries; the stored call's otherwise
+    step: str | None = None  # the step being answered
+    attempts: int = 0  # at that step, as the step URL carries them
+    notices: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     memo: dict[str, object] = field(default_factory=dict)  # what an action read once in this webhook, for the next
+
+    @property
+    def call(self) -> CallRecord:
+        """The stored call, read on first use."""
+        return self.db.call()
+
+    @property
+    def session(self) -> Session:
+        """The ORM, in the webhook's transaction, for the heavy and rare work."""
+        return self.db.session
+
+    def writing(self) -> None:
+        """Announce that this webhook may write, before it reads."""
+        self.db.writing()
+
+    def orm_call(self) -> Call:
+        """The call as an ORM object, with what changed so far stored; give it back with `orm_done`."""
+        return self.db.orm_call()
+
+    def orm_done(self, call: Call) -> None:
+        self.db.orm_done(call)
+
+    @property
+    def language(self) -> str:
+        return self.url_language or self.call.language
+
+    def set_language(self, language: str) -> None:
+        self.db.change(language=language)
+        self.url_language = language
+
+    def step_url(self, step: str, event: str | None = None) -> str:
+        """The URL of `step`, carrying the language and, when asked again, the attempts."""
+        query = {"event": event} if event else {}
+        query["lang"] = self.language
+        if step == self.step and self.attempts:
+            query["try"] = str(self.attempts)
+        return self.url(step, query)
 
     def say(self, key: str, **values: object) -> None:
         """Queue a prompt to be said before the next step's own prompt."""
-        self.notices.append([prompts.catalogue(self.call.language).text(key, **values)])
+        self.notices.append((key, values))
 
 
 # Actions by role, each registered with the flow in its own table:
@@ -174,6 +220,7 @@ class CallFlow:
         checkers: Mapping[str, Checker] | None = None,
         speakers: Mapping[str, Speaker] | None = None,
         prompt_values: PromptValues = _no_values,
+        pure_deciders: frozenset[str] = frozenset(),
     ):
         self.steps = {step.name: step for step in steps}
         self.order = [step.name for step in steps]
@@ -183,45 +230,52 @@ class CallFlow:
         self.checkers = checkers or {}
         self.speakers = speakers or {}
         self.prompt_values = prompt_values
+        self.pure_deciders = pure_deciders  # deciders that change nothing: their Branch needs no lock
         problems = self.problems()
         if problems:
             raise FlowError("; ".join(problems))
 
     # -- walking the flow ------------------------------------------------------------
 
-    def answer(self, turn: Turn) -> VoiceResponse:
+    def answer(self, turn: Turn) -> Response:
         """The first answer of a call."""
         return self.enter(turn, Go(self.start))
 
-    def handle(self, turn: Turn, step_name: str, event: str | None) -> VoiceResponse:
-        """The answer to the caller's input at `step_name` (keys, recording or transfer result in the form)."""
+    def handle(self, turn: Turn, step_name: str, event: str | None) -> Response:
+        """The answer to the caller's input at `step_name` (keys, recording or transfer result in the form).
+
+        `turn.attempts` are the attempts at that step the step URL carried.
+        """
         step = self.steps.get(step_name)
         if step is None:
+            turn.step, turn.attempts = None, 0
             return self.enter(turn, Go(self.start))
-        if turn.call.step != step.name:
-            # A stale or repeated request for an earlier step: count from there.
-            turn.call.step, turn.call.attempts = step.name, 0
+        turn.step = step.name
         return self.enter(turn, self._route(step, turn, event), current=step)
 
-    def enter(self, turn: Turn, route: Go, current: Step | None = None) -> VoiceResponse:
+    def enter(self, turn: Turn, route: Go, current: Step | None = None) -> Response:
         for _ in range(20):  # a Branch chain longer than this is a loop; problems() forbids it
             if route.notice:
                 turn.say(route.notice)
             if route.step == AGAIN:
                 if not isinstance(current, Asking):  # problems() allows AGAIN only where the step asks
                     raise FlowError(f"{current.name if current else 'the start'} cannot ask again")
-                turn.call.attempts += 1
-                if turn.call.attempts >= current.max_attempts:
+                turn.attempts += 1
+                if turn.attempts >= current.max_attempts:
                     route = current.exhausted
                     continue
                 return self.render(current, turn)
+            if route.actions:
+                turn.writing()
             for action in route.actions:
                 self.side_effects[action](turn, route.arg)
             step = self.steps[route.step]
-            if step.name != turn.call.step:
-                turn.call.step, turn.call.attempts = step.name, 0
+            if step.name != turn.step:
+                turn.step, turn.attempts = step.name, 0
             if isinstance(step, Branch):
                 current = step
+                if step.decide not in self.pure_deciders:
+                    turn.writing()
                 route = step.events[self.deciders[step.decide](turn)]
                 continue
             return self.render(step, turn)
@@ -236,6 +290,7 @@ class CallFlow:
         if isinstance(step, Entry):
             if event == "silence" or not digits.rstrip("#"):
                 return step.silence
+            turn.writing()
             return step.events[self.checkers[step.check](turn, digits.rstrip("#"))]
         if isinstance(step, Record):
             if turn.form.get("RecordingSid") and seconds(turn.form.get("RecordingDuration")) > 0:
@@ -252,21 +307,23 @@ class CallFlow:
 
     # -- TwiML -------------------------------------------------------------------------
 
-    def render(self, step: Step, turn: Turn) -> VoiceResponse:
-        response = VoiceResponse()
-        speech = [part for notice in turn.notices for part in notice] + self.speech(step, turn)
+    def render(self, step: Step, turn: Turn) -> Response:
+        response = Response()
+        catalogue = prompts.catalogue(turn.language)
+        speech: Speech = [catalogue.text(key, **values) for key, values in turn.notices]
+        speech += self.speech(step, turn)
         turn.notices.clear()
-        catalogue = prompts.catalogue(turn.call.language)
         if isinstance(step, (Menu, Entry)):
-            gather = Gather(
+            nested = Verbs()
+            _speak(nested, speech, catalogue)
+            response.gather(
+                nested,
                 input="dtmf",
                 action=turn.step_url(step.name),
                 method="POST",
                 timeout=step.timeout,
                 **({"num_digits": 1} if isinstance(step, Menu) else {"finish_on_key": "#"}),
             )
-            _speak(gather, speech, catalogue)
-            response.append(gather)
             # Say explicitly what silence does, rather than relying on Twilio's fall-through.
             response.redirect(turn.step_url(step.name, event="silence"), method="POST")
         elif isinstance(step, Record):
@@ -286,9 +343,9 @@ class CallFlow:
             response.redirect(turn.step_url(step.name, event="silence"), method="POST")
         elif isinstance(step, Transfer):
             _speak(response, speech, catalogue)
-            dial = Dial(action=turn.step_url(step.name), method="POST", timeout=turn.dial_timeout)
-            dial.number(turn.dial_number or "")
-            response.append(dial)
+            response.dial(
+                turn.dial_number or "", action=turn.step_url(step.name), method="POST", timeout=turn.dial_timeout
+            )
         elif isinstance(step, Hangup):
             _speak(response, speech, catalogue)
             response.hangup()
@@ -297,7 +354,7 @@ class CallFlow:
     def speech(self, step: Step, turn: Turn) -> Speech:
         if not isinstance(step, Prompted):
             return []
-        catalogue = prompts.catalogue(turn.call.language)
+        catalogue = prompts.catalogue(turn.language)
         speech: Speech = []
         for item in step.prompt:
             if item.startswith("@"):
@@ -393,7 +450,7 @@ def _missing_prompt(step_name: str, key: str) -> list[str]:
     ]
 
 
-def _speak(parent: VoiceResponse | Gather, speech: Speech, catalogue: prompts.Catalogue) -> None:
+def _speak(parent: Verbs, speech: Speech, catalogue: prompts.Catalogue) -> None:
     for part in speech:
         if isinstance(part, Pause):
             parent.pause(length=part.seconds)

@@ -90,7 +90,7 @@ def check_ticket_number(turn: Turn, digits: str) -> str:
     call = turn.call
     verdict = may_hear(turn.session, turn.status_guard, number, call.caller, report=turn.lock_report)
     if verdict.outcome == AUTHORIZED:
-        call.inquiry_ticket = verdict.ticket
+        call.inquiry_ticket_id = verdict.ticket.id if verdict.ticket else None
     elif verdict.outcome == NEEDS_PIN:
         call.inquiry_number = number  # unknown or not the caller's: ask for the PIN either way
     return verdict.outcome
@@ -102,7 +102,7 @@ def check_status_pin(turn: Turn, digits: str) -> str:
     number, pin = call.inquiry_number or "", digits.strip()
     verdict = may_hear(turn.session, turn.status_guard, number, call.caller, pin, report=turn.lock_report)
     if verdict.outcome == AUTHORIZED:
-        call.inquiry_ticket = verdict.ticket
+        call.inquiry_ticket_id = verdict.ticket.id if verdict.ticket else None
         return AUTHORIZED
     return verdict.outcome if verdict.outcome in (LOCKED, UNAVAILABLE) else REFUSED
 
@@ -111,8 +111,9 @@ def keep_voice_message(turn: Turn, _: object) -> None:
     """The message just recorded is added to the ticket being read (idempotent by RecordingSid)."""
     call = turn.call
     sid, url = turn.form.get("RecordingSid"), turn.form.get("RecordingUrl")
-    if call.inquiry_ticket is not None and sid and url:
-        add_voice_message(turn.session, call.inquiry_ticket, call.call_sid, sid, url, call.language)
+    ticket = _inquiry_ticket(turn)
+    if ticket is not None and sid and url:
+        add_voice_message(turn.session, ticket, call.call_sid, sid, url, turn.language)
 
 
 # -- speakers ------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def _own_tickets(turn: Turn) -> list[Ticket]:
 def my_tickets(turn: Turn) -> Speech:
     """How many open tickets, then the one at hand (the newest first) in short."""
     call = turn.call
-    text = prompts.catalogue(call.language).text
+    text = prompts.catalogue(turn.language).text
     tickets = _own_tickets(turn)
     if not tickets:
         return []
@@ -149,12 +150,18 @@ def my_tickets(turn: Turn) -> Speech:
     speech += prompts.spoken_digits(ticket.number or "")
     speech.append(text("status_phase", phase=text(f"phase_{ticket.status}")))
     now, zone = utcnow(), ZoneInfo(turn.timezone)
-    speech.append(text("status_updated", when=prompts.spoken_when(ticket.updated_at, now, call.language, zone)))
+    speech.append(text("status_updated", when=prompts.spoken_when(ticket.updated_at, now, turn.language, zone)))
     return speech
 
 
 def ticket_status(turn: Turn) -> Speech:
-    call = turn.call
-    if call.inquiry_ticket is None:
+    ticket = _inquiry_ticket(turn)
+    if ticket is None:
         return []
-    return status_speech(call.inquiry_ticket, call.language, utcnow(), ZoneInfo(turn.timezone))
+    return status_speech(ticket, turn.language, utcnow(), ZoneInfo(turn.timezone))
+
+
+def _inquiry_ticket(turn: Turn) -> Ticket | None:
+    """The ticket the caller was let hear in this call."""
+    ticket_id = turn.call.inquiry_ticket_id
+    return turn.session.get(Ticket, ticket_id) if ticket_id is not None else None

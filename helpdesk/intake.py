@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from helpdesk.urgency import opening_urgency
+from storage.contacts import get_contact_by_phone
 from storage.models import Call, Ticket
 from storage.tickets import open_ticket_for_call
 
@@ -14,5 +15,10 @@ def open_ticket(session: Session, call: Call, *, voicemail: bool, opened_by: str
 
     `voicemail` when the caller did not confirm the message on the line; `opened_by` says
     how the ticket came (storage.tickets.open_ticket_for_call lists the codes).
+    A call that ended before the menu identified its caller is identified here, by caller ID.
     """
+    if call.contact is None and call.caller is not None and call.ticket is None:
+        contact = get_contact_by_phone(session, call.caller)
+        if contact is not None:
+            call.contact, call.customer = contact, contact.customer
     return open_ticket_for_call(session, call, opening_urgency(call), voicemail=voicemail, opened_by=opened_by)

@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from storage.models import Contact, Customer
@@ -163,6 +163,31 @@ def _unprintable(text: str) -> str | None:
 
 def get_customer_by_code(session: Session, code: str) -> Customer | None:
     return session.scalars(select(Customer).where(Customer.code == code)).one_or_none()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a number belongs to, as the line needs it: the contact, its customer and the customer's name."""
+
+    contact_id: int
+    customer_id: int
+    company: str
+
+
+_contacts, _customers = Contact.__table__, Customer.__table__
+_IDENTITY_BY_PHONE = (
+    select(_contacts.c.id, _contacts.c.customer_id, _customers.c.name)
+    .join(_customers, _customers.c.id == _contacts.c.customer_id)
+    .where(_contacts.c.phone == bindparam("phone"))
+    .order_by(_contacts.c.id)
+    .limit(1)
+)
+
+
+def identify_by_phone(connection: Connection, phone: str) -> Identity | None:
+    """The contact with this E.164 number (the first one, if colleagues share a line), in one query."""
+    row = connection.execute(_IDENTITY_BY_PHONE, {"phone": phone}).first()
+    return Identity(row[0], row[1], row[2]) if row is not None else None
 
 
 def get_contact_by_phone(session: Session, phone: str) -> Contact | None:

@@ -31,16 +31,27 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode, NORMAL syncs at checkpoints, not at every commit: a power cut may lose the
+            # last commits, never the database's consistency.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
-            # Take the write lock up front: concurrent writers (web processes, the worker)
-            # then wait for each other (busy timeout) instead of failing on lock upgrade.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(connection):  # type: ignore[no-untyped-def]
+            # Writers take the write lock up front: concurrent writers (web processes, the worker)
+            # then wait for each other (busy timeout) instead of failing on lock upgrade. A
+            # connection marked read_only (a webhook that only reads) takes no lock: in WAL mode
+            # it reads its snapshot while writers write.
+            options = connection.get_execution_options()
+            if options.get("single_statement"):
+                return  # one statement on its own (storage.calls): atomic without a transaction
+            connection.exec_driver_sql("BEGIN DEFERRED" if options.get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    # No pre-ping round trip per checkout: a connection the server dropped fails its first
+    # statement, SQLAlchemy then discards the pool's older connections, and the webhooks retry
+    # once (ivr.voice.webhooks). Connections are renewed hourly all the same.
+    return create_engine(url, pool_recycle=3600, hide_parameters=True)
 
 
 def _make_sqlite_directory(url: str) -> None:

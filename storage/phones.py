@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 DEFAULT_REGION = "IT"
@@ -12,6 +14,7 @@ _WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "unavailable",
 _PLACEHOLDERS = {"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"}
 
 
+@lru_cache(maxsize=4096)  # the same callers call again; parsing is the slow part of a first webhook
 def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """The number in E.164, or None when it is not a valid phone number.
 

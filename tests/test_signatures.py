@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 
 from ivr import create_app
 from ivr.settings import Secret
-from ivr.voice.signature import twilio_signed
+from ivr.voice.signature import algorithm_named, is_signed, signature_of, twilio_signed, with_and_without_port
 from storage.models import Call, Ticket
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, Twiml, call_params, sign
 
@@ -109,6 +114,82 @@ def test_twilio_reference_vector_computes_the_published_signature():
     validator = RequestValidator(VECTOR_TOKEN)
     assert validator.compute_signature(VECTOR_URL, VECTOR_PARAMS) == VECTOR_SIGNATURE
     assert validator.validate(VECTOR_URL, VECTOR_PARAMS, VECTOR_SIGNATURE)
+
+
+def test_our_hmac_computes_the_published_signature():
+    assert signature_of(VECTOR_TOKEN.encode(), VECTOR_URL, VECTOR_PARAMS) == VECTOR_SIGNATURE
+    assert is_signed(VECTOR_TOKEN.encode(), VECTOR_URL, VECTOR_PARAMS, VECTOR_SIGNATURE)
+
+
+# URLs as Twilio signs them: with and without the scheme's port, another port, a path prefix, a query.
+SIGNED_URLS = [
+    "https://mycompany.com/myapp.php?foo=1&bar=2",
+    "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+    "http://mycompany.com/twilio/voice",
+    "http://mycompany.com:80/twilio/voice",
+    "https://help.example.com:8443/ivr/twilio/step/main_menu?event=silence&lang=en&try=1",
+    "https://Help.Example.com/ivr/twilio/step/triage",
+]
+
+
+@pytest.mark.parametrize("url", SIGNED_URLS)
+@pytest.mark.parametrize("signed_as", ["as given", "with port", "without port"])
+def test_our_check_agrees_with_twilios_validator_with_and_without_the_port(url, signed_as):
+    validator = RequestValidator(AUTH_TOKEN)
+    with_port, without_port = with_and_without_port(url)
+    signed_url = {"as given": url, "with port": with_port, "without port": without_port}[signed_as]
+    params = {**VECTOR_PARAMS, "SpeechResult": "il server è fermo & non risponde"}
+    signature = validator.compute_signature(signed_url, params)
+    assert is_signed(AUTH_TOKEN.encode(), url, params, signature) == validator.validate(url, params, signature)
+    assert is_signed(AUTH_TOKEN.encode(), url, params, signature)
+    forged = {**params, "Digits": "9"}
+    assert not is_signed(AUTH_TOKEN.encode(), url, forged, signature)
+    assert not validator.validate(url, forged, signature)
+
+
+@given(
+    params=st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=20), max_size=6),
+    port=st.sampled_from(["", ":443", ":8443"]),
+    query=st.sampled_from(["", "?event=silence", "?a=1&b=%C3%A8"]),
+)
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_our_check_agrees_with_twilios_validator_on_any_form(params, port, query):
+    url = f"https://ivr.example.com{port}/twilio/step/main_menu{query}"
+    validator = RequestValidator(AUTH_TOKEN)
+    for signature in (validator.compute_signature(url, params), sign(url, {**params, "x": "y"}), "bm90IGl0"):
+        assert is_signed(AUTH_TOKEN.encode(), url, params, signature) == validator.validate(url, params, signature)
+
+
+def test_repeated_form_fields_are_signed_as_twilio_signs_them():
+    validator = RequestValidator(AUTH_TOKEN)
+    form = MultiDict([("Digits", "2"), ("Digits", "1"), ("CallSid", "CA1"), ("Digits", "2")])
+    url = "https://ivr.example.com/twilio/voice"
+    signature = validator.compute_signature(url, form)
+    assert signature_of(AUTH_TOKEN.encode(), url, form) == signature
+    assert is_signed(AUTH_TOKEN.encode(), url, form, signature)
+
+
+def test_a_json_body_is_signed_through_its_hash_in_the_url():
+    validator = RequestValidator(AUTH_TOKEN)
+    body = '{"CallSid": "CA1", "Digits": "1"}'
+    url = f"https://ivr.example.com/twilio/voice?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}"
+    signature = validator.compute_signature(url, {})
+    assert validator.validate(url, body, signature)
+    assert is_signed(AUTH_TOKEN.encode(), url, body, signature)
+    tampered = body.replace('"1"', '"2"')
+    assert not validator.validate(url, tampered, signature)
+    assert not is_signed(AUTH_TOKEN.encode(), url, tampered, signature)
+
+
+def test_a_shared_key_signature_uses_the_algorithm_its_header_names():
+    url = "https://ivr.example.com/twilio/voice"
+    validator = RequestValidator(AUTH_TOKEN)
+    signature = validator.compute_signature(url, VECTOR_PARAMS, "HMAC_SHA256")
+    algorithm = algorithm_named("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256")
+    assert algorithm == "HMAC_SHA256" and algorithm_named(None) == "HMAC_SHA1"
+    assert is_signed(AUTH_TOKEN.encode(), url, VECTOR_PARAMS, signature, algorithm)
+    assert not is_signed(AUTH_TOKEN.encode(), url, VECTOR_PARAMS, signature)  # not a SHA-1 signature
+    assert not is_signed(AUTH_TOKEN.encode(), url, VECTOR_PARAMS, signature, "HMAC_MD5")
 
 
 def test_our_decorator_accepts_the_published_example_request(settings):

@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callflows.engine import seconds
 from helpdesk.intake import open_ticket
-from storage.contacts import get_contact_by_phone
+from storage import calls as stored_calls
+from storage.calls import save_call, start_call
+from storage.contacts import identify_by_phone
 from storage.models import Call, utcnow
 from storage.phones import is_withheld, masked, to_e164
 from storage.tickets import (
@@ -32,52 +33,57 @@ FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 _PROGRESS = ("queued", "initiated", "ringing", "in-progress")
 
 
+def caller_id(raw_from: str | None) -> str | None:
+    """The caller ID Twilio reports, in E.164; None when withheld or not a number."""
+    return None if is_withheld(raw_from) else to_e164(raw_from)
+
+
 def get_or_start_call(session: Session, form: Mapping[str, str]) -> Call:
-    """The call with this CallSid, created (and its caller identified by number) on first sight.
+    """The call with this CallSid, stored (and its caller identified by number) on first sight.
 
     The call's row is locked until the transaction ends: the requests of one call (the
     caller's keys and Twilio's callbacks, which may race) are handled one at a time.
+    Twilio may deliver two first requests of a call at once: the insert does nothing when
+    the other one stored it first, so neither needs a savepoint.
     """
     call_sid = form.get("CallSid", "")
     by_sid = select(Call).where(Call.call_sid == call_sid).with_for_update()
     call = session.scalars(by_sid).one_or_none()
     if call is not None:
         return call
-    raw_from = form.get("From")
-    caller = None if is_withheld(raw_from) else to_e164(raw_from)
-    call = Call(call_sid=call_sid, caller=caller, language="it", attempts=0)
-    if caller is not None:
-        contact = get_contact_by_phone(session, caller)
-        if contact is not None:
-            call.contact, call.customer = contact, contact.customer
-    try:
-        with session.begin_nested():  # Twilio may deliver two first requests of a call at once
-            session.add(call)
-    except IntegrityError:
-        return session.scalars(by_sid).one()
+    caller = caller_id(form.get("From"))
+    identity = identify_by_phone(session.connection(), caller) if caller is not None else None
+    ids = {"contact_id": identity.contact_id, "customer_id": identity.customer_id} if identity else {}
+    start_call(session.connection(), call_sid, caller, **ids)
     log.info("call %s from %s", call_sid, masked(caller))
-    return call
+    return session.scalars(by_sid).one()
 
 
-def record_call_status(session: Session, form: Mapping[str, str]) -> Call:
-    """Keep how the call ended; a call that ended with an unconfirmed message gets its ticket now."""
-    call = get_or_start_call(session, form)
+def record_call_status(session: Session, form: Mapping[str, str]) -> None:
+    """Keep how the call ended; a call that ended with an unconfirmed message gets its ticket now.
+
+    The hot path of every call's end: the call read and changed with Core, in one UPDATE.
+    """
+    connection = session.connection()
+    call = stored_calls.get_or_start_call(connection, form.get("CallSid", ""), caller_id(form.get("From")), lock=True)
     status = form.get("CallStatus", "")
     if status in FINAL_STATUSES:
         if call.call_status not in FINAL_STATUSES:
             call.call_status = status
             duration = seconds(form.get("CallDuration"))
             call.duration = duration
-            call.ended_at = utcnow()
-            if duration:
-                call.ended_at = call.started_at + timedelta(seconds=duration)
-        if call.ticket is None and call.recording_sid is not None:
-            open_ticket(session, call, voicemail=True, opened_by="hangup")
+            call.ended_at = call.started_at + timedelta(seconds=duration) if duration else utcnow()
+        if call.ticket_id is None and call.recording_sid is not None:
+            save_call(connection, call)
+            orm_call = session.get(Call, call.id, populate_existing=True)
+            assert orm_call is not None
+            open_ticket(session, orm_call, voicemail=True, opened_by="hangup")
+            return
     elif status in _PROGRESS and call.call_status not in FINAL_STATUSES:
         # Progress never overwrites an end that arrived first.
         if call.call_status is None or _PROGRESS.index(status) >= _PROGRESS.index(call.call_status):
             call.call_status = status
-    return call
+    save_call(connection, call)
 
 
 def record_recording_status(session: Session, form: Mapping[str, str], purpose: str = "ticket") -> Call:

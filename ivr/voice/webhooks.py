@@ -10,19 +10,22 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, request, url_for
 from flask.blueprints import BlueprintSetupState
-from twilio.twiml.voice_response import VoiceResponse
+from sqlalchemy.exc import DBAPIError
 
 import prompts
 from callflows.engine import Turn
 from callflows.support_line import FLOW
+from callflows.twiml import Response as TwimlResponse
 from helpdesk.access import LockReport
-from ivr.db import db_session
 from ivr.voice import calls, spool
 from ivr.voice.signature import twilio_signed
+from storage.calls import CallTransaction
 from storage.models import utcnow
+from storage.phones import masked
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +35,30 @@ bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 @bp.post("/voice")
 @twilio_signed
 def voice() -> Response:
-    """The number's Voice URL: a new call."""
-    return _menu_turn(FLOW.answer)
+    """The number's Voice URL: a new call, stored; the welcome says the same to everyone."""
+
+    def answer(turn: Turn) -> TwimlResponse:
+        turn.db.start()
+        log.info("call %s from %s", turn.db.call_sid, masked(turn.db.caller()))
+        return FLOW.answer(turn)
+
+    return _menu_turn(answer, language="it")
 
 
 @bp.post("/step/<step>")
 @twilio_signed
 def step(step: str) -> Response:
-    """The caller's input (keys, a recording, a transfer's end) at a step of the menu."""
+    """The caller's input (keys, a recording, a transfer's end) at a step of the menu.
+
+    The step URL carries the call's language (`lang`) and the attempts at the step (`try`).
+    """
     event = request.args.get("event")
-    return _menu_turn(lambda turn: FLOW.handle(turn, step, event))
+    language = request.args.get("lang")
+    return _menu_turn(
+        lambda turn: FLOW.handle(turn, step, event),
+        language=language if language in prompts.LANGUAGES else None,
+        attempts=_attempts(request.args.get("try")),
+    )
 
 
 @bp.post("/status")
@@ -74,56 +91,91 @@ def fallback_message() -> Response:
         _keep_in_spool("fallback_message", request.form)
     except OSError:
         log.exception("could not spool a fallback message")
-    response = VoiceResponse()
+    response = TwimlResponse()
     _say_in_every_language(response, "message_kept")
     response.hangup()
     return twiml(response)
 
 
-def _menu_turn(answer: Callable[[Turn], VoiceResponse]) -> Response:
+def _menu_turn(answer: Callable[[Turn], TwimlResponse], language: str | None, attempts: int = 0) -> Response:
+    """Run one turn of the menu in one transaction; a dropped database connection is retried once."""
+    for retry in (False, True):
+        db = _call_transaction()
+        try:
+            response = answer(_turn(db, language, attempts))
+            db.commit()
+            return _after_commit(twiml(response))
+        except DBAPIError as error:
+            if error.connection_invalidated and not retry:
+                continue  # the server dropped a pooled connection: the pool has been renewed
+            log.exception("the menu failed at %s; apologising and taking a message", request.path)
+        except Exception:
+            log.exception("the menu failed at %s; apologising and taking a message", request.path)
+        finally:
+            db.close()
+        break
+    return twiml(apology())
+
+
+def _call_transaction() -> CallTransaction:
+    """The webhook's work on its call (by CallSid); the caller ID is parsed only if the call must be stored."""
+    raw_from = request.form.get("From")
+    return CallTransaction(
+        current_app.config["ENGINE"], request.form.get("CallSid", ""), lambda: calls.caller_id(raw_from)
+    )
+
+
+def _turn(db: CallTransaction, language: str | None, attempts: int) -> Turn:
     settings = current_app.config["SETTINGS"]
-    session = db_session()
-    try:
-        call = calls.get_or_start_call(session, request.form)
-        turn = Turn(
-            call=call,
-            session=session,
-            is_open=lambda: current_app.config["BUSINESS_HOURS"].is_open(utcnow()),
-            step_url=lambda name, event=None: external_url("twilio.step", step=name, event=event),
-            recording_callback_url=lambda purpose: external_url(
-                "twilio.recording", purpose=None if purpose == "ticket" else purpose
-            ),
-            max_recording_seconds=settings.max_recording_seconds,
-            dial_number=settings.on_call_number,
-            dial_timeout=settings.dial_timeout,
-            form=request.form,
-            timezone=settings.business_timezone,
-            status_guard=current_app.config["STATUS_GUARD"],
-            lock_report=LockReport(settings.dispatch_email, settings.mail_from),
-        )
-        response = answer(turn)
-        session.commit()
-        return _after_commit(twiml(response))
-    except Exception:
-        session.rollback()
-        log.exception("the menu failed at %s; apologising and taking a message", request.path)
-        return twiml(apology())
+    form = request.form
+    steps_root = f"{_public_root()}{bp.url_prefix}/step/"
+    return Turn(
+        db=db,
+        is_open=lambda: current_app.config["BUSINESS_HOURS"].is_open(utcnow()),
+        url=lambda name, query: steps_root + quote(name) + ("?" + urlencode(query) if query else ""),
+        recording_callback_url=lambda purpose: external_url(
+            "twilio.recording", purpose=None if purpose == "ticket" else purpose
+        ),
+        max_recording_seconds=settings.max_recording_seconds,
+        dial_number=settings.on_call_number,
+        dial_timeout=settings.dial_timeout,
+        form=form,
+        timezone=settings.business_timezone,
+        status_guard=current_app.config["STATUS_GUARD"],
+        lock_report=LockReport(settings.dispatch_email, settings.mail_from),
+        url_language=language,
+        attempts=attempts,
+    )
+
+
+def _attempts(value: str | None) -> int:
+    """The attempts a step URL carries: a small number; anything else counts as none."""
+    return int(value) if value and value.isdigit() and len(value) <= 2 else 0
 
 
 def _callback(kind: str, handle: Callable[..., object], **extra: str) -> Response:
-    session = db_session()
-    try:
-        handle(session, request.form, **extra)
-        session.commit()
-    except Exception:
-        session.rollback()
-        log.exception("%s callback failed; keeping it in the spool", kind)
+    for retry in (False, True):
+        db = _call_transaction()
+        db.writing()
         try:
-            _keep_in_spool(kind, request.form, **extra)
-        except OSError:
-            log.exception("could not spool the %s callback either", kind)
-        return Response(status=204)
-    return _after_commit(Response(status=204))
+            handle(db.session, request.form, **extra)
+            db.commit()
+            return _after_commit(Response(status=204))
+        except DBAPIError as error:
+            if error.connection_invalidated and not retry:
+                continue
+            failure: Exception = error
+        except Exception as error:
+            failure = error
+        finally:
+            db.close()
+        break
+    log.error("%s callback failed; keeping it in the spool", kind, exc_info=failure)
+    try:
+        _keep_in_spool(kind, request.form, **extra)
+    except OSError:
+        log.exception("could not spool the %s callback either", kind)
+    return Response(status=204)
 
 
 class SpoolState:
@@ -171,10 +223,10 @@ def _after_commit(response: Response) -> Response:
     return response
 
 
-def apology() -> VoiceResponse:
+def apology() -> TwimlResponse:
     """Sorry, in both languages, then a recorded message that will become a ticket."""
     settings = current_app.config["SETTINGS"]
-    response = VoiceResponse()
+    response = TwimlResponse()
     _say_in_every_language(response, "sorry_error")
     response.record(
         action=external_url("twilio.fallback_message"),
@@ -191,7 +243,7 @@ def apology() -> VoiceResponse:
     return response
 
 
-def _say_in_every_language(response: VoiceResponse, key: str) -> None:
+def _say_in_every_language(response: TwimlResponse, key: str) -> None:
     """Without the call's record we do not know its language: say it in each, Italian first."""
     for language in prompts.LANGUAGES:
         catalogue = prompts.catalogue(language)
@@ -199,21 +251,24 @@ def _say_in_every_language(response: VoiceResponse, key: str) -> None:
 
 
 def external_url(endpoint: str, **values: Any) -> str:
-    """An absolute URL Twilio can call back: on PUBLIC_BASE_URL when set.
-
-    PUBLIC_BASE_URL already ends with any path prefix the proxy adds, so the script root
-    (ProxyFix's X-Forwarded-Prefix) is taken off the path url_for builds: the prefix once.
-    """
+    """An absolute URL Twilio can call back: on PUBLIC_BASE_URL when set."""
     values = {k: v for k, v in values.items() if v is not None}
-    base = current_app.config["SETTINGS"].public_base_url
-    if not base:
-        return url_for(endpoint, _external=True, **values)
     path = url_for(endpoint, **values)
     root = request.script_root
     if root and path.startswith(root + "/"):
         path = path[len(root) :]
-    return base.rstrip("/") + path
+    return _public_root() + path
 
 
-def twiml(response: VoiceResponse) -> Response:
+def _public_root() -> str:
+    """The public URL of the app's root: PUBLIC_BASE_URL, or this request's (as ProxyFix rebuilt it).
+
+    PUBLIC_BASE_URL already ends with any path prefix the proxy adds, so the script root
+    (ProxyFix's X-Forwarded-Prefix) is left off the paths put after it: the prefix once.
+    """
+    base = current_app.config["SETTINGS"].public_base_url
+    return base.rstrip("/") if base else request.url_root.rstrip("/")
+
+
+def twiml(response: TwimlResponse) -> Response:
     return Response(str(response), mimetype="text/xml")

@@ -1,0 +1,320 @@
+"""A call's row as the webhooks read and change it: Core statements, one transaction, at most one write.
+
+The webhooks are the hot path: each answers a caller who is waiting in silence. So a
+webhook opens no transaction when its step needs nothing stored (a key leading to the
+next menu), reads the call without locking it when it only reads, and otherwise locks the
+call's row first (on SQLite: takes the write lock before reading, so that writers queue
+instead of failing to upgrade), changes a `CallRecord` in memory and writes what changed
+in one UPDATE. The ORM shares the connection and the transaction, for the rare heavy work
+(opening a ticket, reading a ticket's status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models import Call, Customer, Ticket, utcnow
+
+calls: Table = Call.__table__  # type: ignore[assignment]
+_customers: Table = Customer.__table__  # type: ignore[assignment]
+_tickets: Table = Ticket.__table__  # type: ignore[assignment]
+
+# The call's columns a webhook reads and may change.
+COLUMNS = (
+    "id",
+    "call_sid",
+    "caller",
+    "language",
+    "customer_id",
+    "contact_id",
+    "callback_number",
+    "suggested_contact_id",
+    "severity",
+    "recording_sid",
+    "recording_url",
+    "recording_duration",
+    "ticket_id",
+    "inquiry_ticket_id",
+    "inquiry_number",
+    "inquiry_index",
+    "call_status",
+    "duration",
+    "started_at",
+    "ended_at",
+)
+# Read with it, from the rows it points to: what the line says without another query.
+JOINED = ("company", "ticket_number", "ticket_recording_sid")
+
+
+def _by_sid(lock: bool) -> Any:
+    statement = (
+        select(
+            *(calls.c[name] for name in COLUMNS),
+            _customers.c.name.label("company"),
+            _tickets.c.number.label("ticket_number"),
+            _tickets.c.recording_sid.label("ticket_recording_sid"),
+        )
+        .select_from(
+            calls.outerjoin(_customers, _customers.c.id == calls.c.customer_id).outerjoin(
+                _tickets, _tickets.c.id == calls.c.ticket_id
+            )
+        )
+        .where(calls.c.call_sid == bindparam("sid"))
+    )
+    return statement.with_for_update(of=calls) if lock else statement
+
+
+_READ, _LOCK = _by_sid(False), _by_sid(True)
+
+
+class CallRecord:
+    """The stored call in memory: its columns as attributes, and which of them changed.
+
+    `company` is the name of the call's customer, `ticket_number` and `ticket_recording_sid`
+    its ticket's: read with the call, never written through it.
+    """
+
+    __slots__ = (*COLUMNS, *JOINED, "changed")
+    id: int
+    call_sid: str
+    caller: str | None
+    language: str
+    customer_id: int | None
+    contact_id: int | None
+    callback_number: str | None
+    suggested_contact_id: int | None
+    severity: int | None
+    recording_sid: str | None
+    recording_url: str | None
+    recording_duration: int | None
+    ticket_id: int | None
+    inquiry_ticket_id: int | None
+    inquiry_number: str | None
+    inquiry_index: int
+    call_status: str | None
+    duration: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    company: str | None
+    ticket_number: str | None
+    ticket_recording_sid: str | None
+    changed: dict[str, Any]
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "changed", {})
+        for name in (*COLUMNS, *JOINED):
+            object.__setattr__(self, name, values.get(name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in JOINED:
+            object.__setattr__(self, name, value)
+            return
+        if name not in COLUMNS or name == "id":
+            raise AttributeError(f"a call has no column {name!r} to change")
+        if getattr(self, name) != value:
+            self.changed[name] = value
+        object.__setattr__(self, name, value)
+
+    def take_changes(self) -> dict[str, Any]:
+        changes = self.changed
+        object.__setattr__(self, "changed", {})
+        return changes
+
+    def reload_from(self, call: Call) -> None:
+        """Take the ORM's view of the call (after the ORM changed it), as already stored."""
+        for name in COLUMNS:
+            object.__setattr__(self, name, getattr(call, name))
+        self.changed.clear()
+        ticket = call.ticket
+        self.ticket_number = ticket.number if ticket else None
+        self.ticket_recording_sid = ticket.recording_sid if ticket else None
+        self.company = call.customer.name if call.customer else None
+
+
+_NEW_CALL_DEFAULTS = {"language": "it", "attempts": 0, "inquiry_index": 0, "contact_id": None, "customer_id": None}
+# Built once: a statement built per request costs more than running it.
+_INSERT_IF_NEW = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(calls)
+    .values(
+        {
+            name: bindparam(name, type_=calls.c[name].type)
+            for name in ("call_sid", "caller", "started_at", "updated_at", *_NEW_CALL_DEFAULTS)
+        }
+    )
+    .on_conflict_do_nothing(index_elements=["call_sid"])
+    for dialect in (postgresql, sqlite)
+}
+
+
+def start_call(connection: Connection, call_sid: str, caller: str | None, **identity: Any) -> None:
+    """A new call, stored; nothing happens if it is stored already (Twilio may send two first requests at once)."""
+    now = utcnow()
+    row = {**_NEW_CALL_DEFAULTS, "call_sid": call_sid, "caller": caller, "started_at": now, "updated_at": now}
+    connection.execute(_INSERT_IF_NEW[connection.dialect.name], {**row, **identity})
+
+
+def get_call(connection: Connection, call_sid: str, *, lock: bool) -> CallRecord | None:
+    """The call with this CallSid; `lock`: its row locked until the transaction ends (PostgreSQL)."""
+    row = connection.execute(_LOCK if lock else _READ, {"sid": call_sid}).mappings().first()
+    return CallRecord(dict(row)) if row is not None else None
+
+
+def get_or_start_call(connection: Connection, call_sid: str, caller: str | None, *, lock: bool) -> CallRecord:
+    call = get_call(connection, call_sid, lock=lock)
+    if call is None:
+        start_call(connection, call_sid, caller)
+        call = get_call(connection, call_sid, lock=lock)
+        assert call is not None
+    return call
+
+
+def save_call(connection: Connection, call: CallRecord) -> None:
+    """Write what changed, in one UPDATE (none when nothing did)."""
+    changes = call.take_changes()
+    if changes:
+        changes["updated_at"] = utcnow()
+        connection.execute(_update_of(frozenset(changes)), {**changes, "call_id": call.id})
+
+
+@lru_cache(maxsize=256)
+def _update_of(columns: frozenset[str]) -> Any:
+    """The UPDATE of these columns, built once for each set of columns a webhook changes."""
+    values = {name: bindparam(name, type_=calls.c[name].type) for name in sorted(columns)}
+    return update(calls).where(calls.c.id == bindparam("call_id")).values(values)
+
+
+@lru_cache(maxsize=64)
+def _upsert_of(dialect_name: str, columns: frozenset[str]) -> Any:
+    """Store a call with these columns set: inserted if new, else only these columns (and updated_at) changed."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    names = ("call_sid", "caller", "started_at", "updated_at", *_NEW_CALL_DEFAULTS, *sorted(columns))
+    insert = dialect.insert(calls).values({name: bindparam(name, type_=calls.c[name].type) for name in names})
+    changed = {name: insert.excluded[name] for name in (*sorted(columns), "updated_at")}
+    return insert.on_conflict_do_update(index_elements=["call_sid"], set_=changed)
+
+
+class CallTransaction:
+    """One webhook's database work on one call: nothing until needed, then one transaction, for reading or writing.
+
+    Ask for `writing()` before the first read when the webhook may write: the call is then
+    read with its row locked (PostgreSQL) and the transaction holds SQLite's write lock from
+    its start. A webhook that never asks opens a read transaction, which on SQLite waits for
+    no writer and makes none wait.
+
+    A webhook that only stores what it was told (`start()`, `change()`), reading nothing,
+    writes it at `commit()` as one statement on its own, without BEGIN and COMMIT around it.
+    """
+
+    def __init__(self, engine: Engine, call_sid: str, caller: Callable[[], str | None]) -> None:
+        self.engine = engine
+        self.call_sid = call_sid
+        self.caller = caller  # the caller ID in E.164 (None when withheld): asked only to store a new call
+        self.write = False
+        self._connection: Connection | None = None
+        self._session: Session | None = None
+        self._call: CallRecord | None = None
+        self._told: dict[str, Any] | None = None  # what to store without reading: None, nothing at all
+
+    def writing(self) -> None:
+        if self._connection is not None and not self.write:
+            raise RuntimeError("this webhook read the database for reading only, then asked to write")
+        self.write = True
+
+    def start(self) -> None:
+        """Store the call if it is new (Twilio's first request for it)."""
+        self.writing()
+        if self._call is None and self._told is None:
+            self._told = {}
+
+    def change(self, **columns: Any) -> None:
+        """Set these columns of the call, without needing to read it."""
+        self.writing()
+        if self._call is not None:
+            for name, value in columns.items():
+                setattr(self._call, name, value)
+        else:
+            self._told = {**(self._told or {}), **columns}
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            connection = self.engine.connect()
+            if not self.write:
+                connection.execution_options(read_only=True)
+            connection.begin()
+            self._connection = connection
+        return self._connection
+
+    def call(self) -> CallRecord:
+        """The call, read once (stored first if Twilio's first request for it went astray); `commit` saves it."""
+        if self._call is None:
+            call = get_or_start_call(self.connection, self.call_sid, self.caller(), lock=self.write)
+            for name, value in (self._told or {}).items():
+                setattr(call, name, value)
+            self._call, self._told = call, None
+        return self._call
+
+    def orm_call(self) -> Call:
+        """The call as an ORM object, its changes so far stored; then give it back to `orm_done`."""
+        record = self.call()
+        save_call(self.connection, record)
+        call = self.session.get(Call, record.id, populate_existing=True)
+        assert call is not None
+        return call
+
+    def orm_done(self, call: Call) -> None:
+        """The ORM changed the call: store that, and read it back into the record."""
+        self.session.flush()
+        self.call().reload_from(call)
+
+    @property
+    def session(self) -> Session:
+        """An ORM session in the same transaction (its commit leaves the transaction to `commit()`)."""
+        if self._session is None:
+            self._session = Session(bind=self.connection, expire_on_commit=False, autoflush=True)
+        return self._session
+
+    def commit(self) -> None:
+        if self._connection is None:
+            if self._told is not None:
+                self._store_told()
+            return
+        if self._session is not None:
+            self._session.flush()
+        if self._call is not None:
+            save_call(self._connection, self._call)
+        self._connection.commit()
+
+    def _store_told(self) -> None:
+        """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer)."""
+        told = self._told or {}
+        now = utcnow()
+        row = {**_NEW_CALL_DEFAULTS, "call_sid": self.call_sid, "caller": self.caller()}
+        row.update(told, started_at=now, updated_at=now)
+        # PostgreSQL: the driver's autocommit. SQLite: its driver never begins on its own
+        # (storage.db), so the statement commits itself when no BEGIN is sent.
+        autocommit = {"isolation_level": "AUTOCOMMIT"} if self.engine.dialect.name == "postgresql" else {}
+        with self.engine.connect().execution_options(single_statement=True, **autocommit) as connection:
+            if told:
+                connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
+            else:
+                connection.execute(_INSERT_IF_NEW[connection.dialect.name], row)
+            connection.commit()
+        self._told = None
+
+    def close(self) -> None:
+        """Roll back what was not committed and give the connection back."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._call, self._told = None, None
