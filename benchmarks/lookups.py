@@ -166,7 +166,7 @@ def measure(app: Flask, contact_id: int, number: str, caller: str, times: int) -
         "ticket by number": median_us(in_session(lambda s: get_ticket_by_number(s, number)), times),
         "caller's tickets": median_us(in_session(lambda s: get_tickets_of_caller(s, caller)), times),
         "contact's open tickets": median_us(
-            in_session(lambda s: get_tickets_of_contact(s, contact_id, OPEN_PHASES)), times
+            in_session(lambda s: get_tickets_of_contact(s.connection(), contact_id, OPEN_PHASES)), times
         ),
         "status-menu webhook": statistics.median(webhook_times) * 1e6,
     }

@@ -158,7 +158,8 @@ CHECKERS: dict[str, Checker] = {
     "check_status_pin": status.check_status_pin,
 }
 
-PURE_DECIDERS = frozenset({"business_hours"})  # they read no call and change nothing
+# Actions that change nothing stored: a route through them alone reads without locking.
+PURE = frozenset({"greet", "business_hours", "status_entry", "next_own_ticket"})
 
 SPEAKERS: dict[str, Speaker] = {
     "language_offer": language_offer,

@@ -147,6 +147,7 @@ class Turn:
     url_language: str | None = None  # the language the step URL carries; the stored call's otherwise
     step: str | None = None  # the step being answered
     attempts: int = 0  # at that step, as the step URL carries them
+    item: int = 0  # which of the caller's own tickets the status menu is at, as the step URL carries it
     notices: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     memo: dict[str, object] = field(default_factory=dict)  # what an action read once in this webhook, for the next
 
@@ -180,11 +181,13 @@ class Turn:
         self.url_language = language
 
     def step_url(self, step: str, event: str | None = None) -> str:
-        """The URL of `step`, carrying the language and, when asked again, the attempts."""
+        """The URL of `step`, carrying the language, and the attempts and the ticket at hand when there are."""
         query = {"event": event} if event else {}
         query["lang"] = self.language
         if step == self.step and self.attempts:
             query["try"] = str(self.attempts)
+        if self.item:
+            query["item"] = str(self.item)
         return self.url(step, query)
 
     def say(self, key: str, **values: object) -> None:
@@ -220,7 +223,7 @@ class CallFlow:
         checkers: Mapping[str, Checker] | None = None,
         speakers: Mapping[str, Speaker] | None = None,
         prompt_values: PromptValues = _no_values,
-        pure_deciders: frozenset[str] = frozenset(),
+        pure: frozenset[str] = frozenset(),
     ):
         self.steps = {step.name: step for step in steps}
         self.order = [step.name for step in steps]
@@ -230,7 +233,7 @@ class CallFlow:
         self.checkers = checkers or {}
         self.speakers = speakers or {}
         self.prompt_values = prompt_values
-        self.pure_deciders = pure_deciders  # deciders that change nothing: their Branch needs no lock
+        self.pure = pure  # actions (side effects, deciders) that change nothing stored: no lock for them
         problems = self.problems()
         if problems:
             raise FlowError("; ".join(problems))
@@ -265,7 +268,7 @@ class CallFlow:
                     route = current.exhausted
                     continue
                 return self.render(current, turn)
-            if route.actions:
+            if any(action not in self.pure for action in route.actions):
                 turn.writing()
             for action in route.actions:
                 self.side_effects[action](turn, route.arg)
@@ -274,7 +277,7 @@ class CallFlow:
                 turn.step, turn.attempts = step.name, 0
             if isinstance(step, Branch):
                 current = step
-                if step.decide not in self.pure_deciders:
+                if step.decide not in self.pure:
                     turn.writing()
                 route = step.events[self.deciders[step.decide](turn)]
                 continue

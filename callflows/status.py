@@ -28,7 +28,7 @@ from helpdesk.phases import OPEN_PHASES
 from prompts import Speech
 from storage.models import Ticket, utcnow
 from storage.ticket_numbers import is_valid
-from storage.tickets import add_voice_message, get_tickets_of_contact
+from storage.tickets import TicketSummary, add_voice_message, get_tickets_of_contact
 
 
 def status_speech(ticket: Ticket, language: str, now: datetime, timezone: ZoneInfo) -> Speech:
@@ -55,7 +55,7 @@ def status_speech(ticket: Ticket, language: str, now: datetime, timezone: ZoneIn
 def status_entry(turn: Turn) -> str:
     """locked, unavailable, own_tickets (a contact known by caller ID, with open tickets) or ask_number."""
     call = turn.call
-    call.inquiry_ticket_id, call.inquiry_number, call.inquiry_index = None, None, 0
+    turn.item = 0  # the newest of the caller's tickets first
     try:
         if turn.status_guard.locked(caller_key_of(call.caller)):
             return LOCKED
@@ -69,13 +69,13 @@ def status_entry(turn: Turn) -> str:
 
 
 def next_own_ticket(turn: Turn, _: object) -> None:
-    turn.call.inquiry_index += 1
+    turn.item += 1
 
 
 def choose_own_ticket(turn: Turn, _: object) -> None:
     call = turn.call
     tickets = _own_tickets(turn)
-    call.inquiry_ticket_id = tickets[call.inquiry_index % len(tickets)].id if tickets else None
+    call.inquiry_ticket_id = tickets[turn.item % len(tickets)].id if tickets else None
 
 
 def check_ticket_number(turn: Turn, digits: str) -> str:
@@ -119,26 +119,25 @@ def keep_voice_message(turn: Turn, _: object) -> None:
 # -- speakers ------------------------------------------------------------------------------
 
 
-def _own_tickets(turn: Turn) -> list[Ticket]:
+def _own_tickets(turn: Turn) -> list[TicketSummary]:
     """The open tickets of the contact known by caller ID, newest first, read once per webhook
     (the status step decides on the list and my_tickets reads it out in the same webhook)."""
     if not turn.call.contact_id:
         return []
     if "own_tickets" not in turn.memo:
-        turn.memo["own_tickets"] = get_tickets_of_contact(turn.session, turn.call.contact_id, OPEN_PHASES)
-    return list(cast(list[Ticket], turn.memo["own_tickets"]))
+        turn.memo["own_tickets"] = get_tickets_of_contact(turn.db.connection, turn.call.contact_id, OPEN_PHASES)
+    return list(cast(list[TicketSummary], turn.memo["own_tickets"]))
 
 
 def my_tickets(turn: Turn) -> Speech:
     """How many open tickets, then the one at hand (the newest first) in short."""
-    call = turn.call
     text = prompts.catalogue(turn.language).text
     tickets = _own_tickets(turn)
     if not tickets:
         return []
-    index = call.inquiry_index % len(tickets)
+    index = turn.item % len(tickets)
     speech: Speech = []
-    if call.inquiry_index == 0:
+    if turn.item == 0:
         count = len(tickets)
         speech.append(text("my_tickets_one") if count == 1 else text("my_tickets_many", count=count))
         speech.append(text("my_tickets_newest"))

@@ -216,7 +216,7 @@ FLOW = CallFlow(
     checkers=actions.CHECKERS,
     speakers=actions.SPEAKERS,
     prompt_values=recording_limit,
-    pure_deciders=actions.PURE_DECIDERS,
+    pure=actions.PURE,
 )
 
 

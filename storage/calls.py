@@ -12,11 +12,12 @@ in one UPDATE. The ORM shares the connection and the transaction, for the rare h
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -173,6 +174,37 @@ def get_or_start_call(connection: Connection, call_sid: str, caller: str | None,
         call = get_call(connection, call_sid, lock=lock)
         assert call is not None
     return call
+
+
+_FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
+_END = (
+    update(calls)
+    .where(
+        calls.c.call_sid == bindparam("sid"),
+        or_(calls.c.call_status.is_(None), calls.c.call_status.not_in(_FINAL_STATUSES)),
+    )
+    .values(
+        call_status=bindparam("status"),
+        duration=bindparam("duration"),
+        ended_at=bindparam("ended_at", type_=calls.c.ended_at.type),
+        updated_at=bindparam("now", type_=calls.c.updated_at.type),
+    )
+    .returning(calls.c.id, calls.c.ticket_id, calls.c.recording_sid)
+)
+
+
+@dataclass(frozen=True)
+class EndedCall:
+    id: int
+    ticket_id: int | None
+    recording_sid: str | None
+
+
+def end_call(connection: Connection, call_sid: str, status: str, duration: int, ended_at: datetime) -> EndedCall | None:
+    """Store how a call ended, in one statement; None when the call is not stored or had ended already."""
+    params = {"sid": call_sid, "status": status, "duration": duration, "ended_at": ended_at, "now": utcnow()}
+    row = connection.execute(_END, params).first()
+    return EndedCall(row[0], row[1], row[2]) if row is not None else None
 
 
 def save_call(connection: Connection, call: CallRecord) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from storage import outbox
@@ -116,16 +117,11 @@ def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemai
         recording_sid=call.recording_sid,
         recording_url=call.recording_url,
     )
-    try:
-        # A savepoint: the same call's ticket may be opened at this moment by another
-        # request (the caller's key and a callback racing); the unique CallSid decides.
-        with session.begin_nested():
-            session.add(ticket)
-            session.flush()  # the id gives the serial, and so the number
-    except IntegrityError:
-        existing = session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).one()
-        call.ticket = existing
-        return existing
+    # No savepoint: whoever opens a call's ticket holds the call's row (storage.calls,
+    # ivr.voice.calls), so the caller's key and a callback cannot both get here; the unique
+    # CallSid on tickets stays the backstop (the loser's transaction fails, and is retried).
+    session.add(ticket)
+    session.flush()  # the id gives the serial, and so the number
     ticket.number = ticket_number(FIRST_SERIAL + ticket.id - 1)
     call.ticket = ticket
     record_event(session, ticket, "opened", **_opening_facts(call, ticket, opened_by))
@@ -203,15 +199,28 @@ def retry_failed_work(session: Session) -> int:
     return len(failed)
 
 
-def get_tickets_of_contact(session: Session, contact_id: int, phases: Collection[str]) -> list[Ticket]:
-    """The contact's tickets in one of `phases` (helpdesk.phases names them), newest first."""
-    return list(
-        session.scalars(
-            select(Ticket)
-            .where(Ticket.contact_id == contact_id, Ticket.status.in_(phases))
-            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
-        )
-    )
+@dataclass(frozen=True)
+class TicketSummary:
+    """What the line reads of each of a caller's tickets."""
+
+    id: int
+    number: str | None
+    status: str
+    updated_at: datetime
+
+
+_tickets = Ticket.__table__
+_OF_CONTACT = (
+    select(_tickets.c.id, _tickets.c.number, _tickets.c.status, _tickets.c.updated_at)
+    .where(_tickets.c.contact_id == bindparam("contact_id"), _tickets.c.status.in_(bindparam("phases", expanding=True)))
+    .order_by(_tickets.c.created_at.desc(), _tickets.c.id.desc())
+)
+
+
+def get_tickets_of_contact(connection: Connection, contact_id: int, phases: Collection[str]) -> list[TicketSummary]:
+    """The contact's tickets in one of `phases` (helpdesk.phases names them), newest first, in one Core query."""
+    rows = connection.execute(_OF_CONTACT, {"contact_id": contact_id, "phases": list(phases)})
+    return [TicketSummary(*row) for row in rows]
 
 
 def add_voice_message(

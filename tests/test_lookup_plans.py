@@ -82,7 +82,7 @@ LOOKUPS: dict[str, tuple[Callable[[Session], Any], str | None]] = {
     "a ticket by number": (lambda s: get_ticket_by_number(s, "1000015"), None),
     "a caller's tickets": (lambda s: get_tickets_of_caller(s, GIULIA), "ix_tickets_caller"),
     "a contact's open tickets": (
-        lambda s: get_tickets_of_contact(s, contact_id_of(s, GIULIA), OPEN_PHASES),
+        lambda s: get_tickets_of_contact(s.connection(), contact_id_of(s, GIULIA), OPEN_PHASES),
         "ix_tickets_contact_id_status",
     ),
     "the queue's default query": (

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -65,9 +66,18 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> None:
     The hot path of every call's end: the call read and changed with Core, in one UPDATE.
     """
     connection = session.connection()
-    call = stored_calls.get_or_start_call(connection, form.get("CallSid", ""), caller_id(form.get("From")), lock=True)
     status = form.get("CallStatus", "")
     if status in FINAL_STATUSES:
+        duration = seconds(form.get("CallDuration"))
+        ended = stored_calls.end_call(connection, form.get("CallSid", ""), status, duration, _event_time(form))
+        if ended is not None:  # the usual case: a stored call, not ended before
+            if ended.ticket_id is None and ended.recording_sid is not None:
+                orm_call = session.get(Call, ended.id)
+                assert orm_call is not None
+                open_ticket(session, orm_call, voicemail=True, opened_by="hangup")
+            return
+    call = stored_calls.get_or_start_call(connection, form.get("CallSid", ""), caller_id(form.get("From")), lock=True)
+    if status in FINAL_STATUSES:  # a call we never saw, or a repeated end
         if call.call_status not in FINAL_STATUSES:
             call.call_status = status
             duration = seconds(form.get("CallDuration"))
@@ -84,6 +94,19 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> None:
         if call.call_status is None or _PROGRESS.index(status) >= _PROGRESS.index(call.call_status):
             call.call_status = status
     save_call(connection, call)
+
+
+def _event_time(form: Mapping[str, str]) -> datetime:
+    """When Twilio says the event happened (its RFC 2822 `Timestamp`), or now: right for a callback kept in
+    the spool and stored later too."""
+    now = utcnow()
+    try:
+        when = parsedate_to_datetime(form.get("Timestamp", ""))
+    except (TypeError, ValueError, IndexError):
+        return now
+    if when.tzinfo is None or not now - timedelta(days=1) <= when <= now + timedelta(minutes=5):
+        return now  # no zone, or not a time of this call
+    return when.astimezone(UTC)
 
 
 def record_recording_status(session: Session, form: Mapping[str, str], purpose: str = "ticket") -> Call:

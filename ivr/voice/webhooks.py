@@ -57,7 +57,8 @@ def step(step: str) -> Response:
     return _menu_turn(
         lambda turn: FLOW.handle(turn, step, event),
         language=language if language in prompts.LANGUAGES else None,
-        attempts=_attempts(request.args.get("try")),
+        attempts=_small_number(request.args.get("try")),
+        item=_small_number(request.args.get("item")),
     )
 
 
@@ -97,12 +98,14 @@ def fallback_message() -> Response:
     return twiml(response)
 
 
-def _menu_turn(answer: Callable[[Turn], TwimlResponse], language: str | None, attempts: int = 0) -> Response:
+def _menu_turn(
+    answer: Callable[[Turn], TwimlResponse], language: str | None, attempts: int = 0, item: int = 0
+) -> Response:
     """Run one turn of the menu in one transaction; a dropped database connection is retried once."""
     for retry in (False, True):
         db = _call_transaction()
         try:
-            response = answer(_turn(db, language, attempts))
+            response = answer(_turn(db, language, attempts, item))
             db.commit()
             return _after_commit(twiml(response))
         except DBAPIError as error:
@@ -125,7 +128,7 @@ def _call_transaction() -> CallTransaction:
     )
 
 
-def _turn(db: CallTransaction, language: str | None, attempts: int) -> Turn:
+def _turn(db: CallTransaction, language: str | None, attempts: int, item: int) -> Turn:
     settings = current_app.config["SETTINGS"]
     form = request.form
     steps_root = f"{_public_root()}{bp.url_prefix}/step/"
@@ -145,11 +148,12 @@ def _turn(db: CallTransaction, language: str | None, attempts: int) -> Turn:
         lock_report=LockReport(settings.dispatch_email, settings.mail_from),
         url_language=language,
         attempts=attempts,
+        item=item,
     )
 
 
-def _attempts(value: str | None) -> int:
-    """The attempts a step URL carries: a small number; anything else counts as none."""
+def _small_number(value: str | None) -> int:
+    """A count a step URL carries (attempts, the ticket at hand): a small number; anything else counts as none."""
     return int(value) if value and value.isdigit() and len(value) <= 2 else 0
 
 

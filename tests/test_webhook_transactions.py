@@ -1,0 +1,191 @@
+"""What each webhook asks of the database: nothing when it only steers the menu, a read without any
+lock when it only reads, one statement when it only stores what it was told, and a dropped
+connection that costs the caller nothing."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, event, select
+
+from storage.models import Call, Contact, Ticket
+from storage.tickets import open_ticket_for_call
+from tests.conftest import BASE_URL, GIULIA, Caller, Twiml
+
+pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL the app sends while the block runs (BEGIN included on SQLite, where storage.db sends it)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def writes(seen: list[str]) -> list[str]:
+    return [s for s in seen if s.upper().startswith(WRITES)]
+
+
+def at_main_menu(client) -> Caller:  # type: ignore[no-untyped-def]
+    call = Caller(client, GIULIA)
+    call.dial_in()
+    menu = call.stay_silent()
+    assert "Officine Brambilla" in menu.said()
+    return call
+
+
+def give_giulia_a_ticket(app) -> str:  # type: ignore[no-untyped-def]
+    with app.config["SESSIONMAKER"]() as session, session.begin():
+        contact = session.scalars(select(Contact).where(Contact.phone == GIULIA)).one()
+        call = Call(call_sid="CA" + uuid.uuid4().hex, caller=GIULIA, language="it", attempts=0)
+        call.contact, call.customer = contact, contact.customer
+        session.add(call)
+        session.flush()
+        return open_ticket_for_call(session, call, "high", voicemail=False, opened_by="a test").number or ""
+
+
+def test_a_key_that_leads_to_the_next_menu_touches_no_database(app, client):
+    call = at_main_menu(client)
+    with statements(app.config["ENGINE"]) as seen:
+        triage = call.press("1")
+    assert "Se è tutto fermo, prema 1" in triage.said()
+    assert seen == []
+
+
+def test_the_language_and_the_attempts_travel_in_the_signed_step_url(app, client):
+    call = Caller(client, GIULIA)
+    call.dial_in()
+    menu = call.press("9")  # English
+    assert "lang=en" in menu.gather().get("action", "")
+    with statements(app.config["ENGINE"]) as seen:
+        again = call.press("7")  # no such option
+        assert "try=1" in again.gather().get("action", "") and "lang=en" in again.gather().get("action", "")
+        call.press("7")
+        exhausted = call.press("7")  # the third wrong key: a message instead
+    assert exhausted.find("Record") is not None
+    assert "I will take a message instead" in exhausted.said()
+    assert writes(seen) == []  # none of that needed the database
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.scalars(select(Call.language).where(Call.call_sid == call.call_sid)).one() == "en"
+
+
+def test_a_step_url_without_the_language_reads_it_from_the_stored_call(app, client):
+    """A call in progress when the line was upgraded asks for URLs without `lang`: the stored call says."""
+    call = Caller(client, GIULIA)
+    call.dial_in()
+    call.press("9")
+    triage = call.answer(f"{BASE_URL}/twilio/step/main_menu", {"Digits": "1"})
+    assert "If everything is stopped, press 1" in triage.said()
+    assert "lang=en" in triage.gather().get("action", "")
+
+
+def test_a_new_call_is_one_insert_and_a_menu_choice_one_write(app, client, database_url):
+    engine = app.config["ENGINE"]
+    call = Caller(client, GIULIA)
+    with statements(engine) as seen:
+        call.dial_in()
+    assert len(seen) == 1 and seen[0].upper().startswith("INSERT INTO CALLS")  # no BEGIN, no COMMIT around it
+    call.stay_silent()
+    call.press("1")
+    with statements(engine) as seen:
+        call.press("2")  # triage: it is slow, not stopped
+    assert len(seen) == 1 and len(writes(seen)) == 1
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.scalars(select(Call.severity).where(Call.call_sid == call.call_sid)).one() == 2
+
+
+def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client, database_url):
+    give_giulia_a_ticket(app)
+    call = at_main_menu(client)
+    with statements(app.config["ENGINE"]) as seen:
+        mine = call.press("2")
+    assert "una richiesta aperta" in mine.said() or "richieste aperte" in mine.said()
+    assert writes(seen) == []
+    assert not any("FOR UPDATE" in s.upper() or "BEGIN IMMEDIATE" in s.upper() for s in seen)
+    if database_url.startswith("sqlite"):
+        assert "BEGIN DEFERRED" in seen
+
+
+def test_a_read_only_webhook_is_answered_while_another_process_holds_the_sqlite_write_lock(app, client, settings):
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    give_giulia_a_ticket(app)
+    call = at_main_menu(client)
+    holder = app.config["ENGINE"].connect()
+    holder.begin()  # BEGIN IMMEDIATE (storage.db): the worker, say, in the middle of a write
+    holder.exec_driver_sql("UPDATE calls SET language = language WHERE call_sid = 'nobody'")
+    answered: list[Twiml] = []
+    try:
+        reader = threading.Thread(target=lambda: answered.append(call.press("2")))
+        reader.start()
+        reader.join(timeout=10)  # a writer would wait for the lock for the whole busy timeout (30 s)
+        assert answered and "prema" in answered[0].said()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_sqlite_runs_in_wal_with_normal_sync_and_a_busy_timeout(app, settings):
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's settings")
+    with app.config["ENGINE"].connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_a_postgresql_connection_dropped_under_the_pool_costs_the_caller_nothing(app, client, settings):
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's server-side disconnect")
+    call = at_main_menu(client)
+    engine = app.config["ENGINE"]
+    with engine.connect() as connection:  # the pooled connection the next webhook will get
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with psycopg.connect(settings.database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    triage = call.press("1")
+    answered = call.press("2")  # writes the severity: the stale connection fails, the webhook retries
+    assert "Ci scusi" not in triage.said() + answered.said()
+    assert answered.find("Record") is not None
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.scalars(select(Call.severity).where(Call.call_sid == call.call_sid)).one() == 2
+
+
+def test_a_hung_up_call_is_ended_in_one_statement(app, client):
+    call = at_main_menu(client)
+    with statements(app.config["ENGINE"]) as seen:
+        assert call.hang_up(duration=30).status_code == 204
+    assert len(writes(seen)) == 1
+    with app.config["SESSIONMAKER"]() as session:
+        stored = session.scalars(select(Call).where(Call.call_sid == call.call_sid)).one()
+        assert stored.call_status == "completed" and stored.duration == 30 and stored.ended_at is not None
+        assert session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).first() is None
+    with statements(app.config["ENGINE"]) as seen:
+        assert call.hang_up(duration=30).status_code == 204  # Twilio repeats itself
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.scalars(select(Call.duration).where(Call.call_sid == call.call_sid)).one() == 30
+
+
+def test_no_round_trip_checks_a_pooled_connection_before_each_webhook(app, client):
+    call = at_main_menu(client)
+    call.press("1")
+    with statements(app.config["ENGINE"]) as seen:
+        call.press("1")
+    assert not any(s.upper() in ("SELECT 1", "SELECT 1;") for s in seen)  # what pool_pre_ping sends
+    assert app.config["ENGINE"].pool._pre_ping is False
