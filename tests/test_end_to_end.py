@@ -360,6 +360,10 @@ def test_emails_that_finally_fail_are_visible_in_rq_and_on_the_thread(line, call
     failed = [thread.render(e, "en") for e in ticket.events if e.kind == "email_failed"]
     assert len(failed) == 3 and all("retry-failed" in text for text in failed)
     registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=Redis.from_url(line.redis.url)))
+    # The job writes its thread entry, then fails: RQ files it a moment after the entry is seen.
+    deadline = time.monotonic() + 30
+    while len(registry.get_job_ids()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert len(registry.get_job_ids()) == 3
 
 
