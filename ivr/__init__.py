@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     register_blueprints(app)
+    register_operations(app)
     register_db_teardown(app)
     register_commands(app)
     return app
@@ -46,6 +47,15 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     register_console(app)
+
+
+def register_operations(app: Flask) -> None:
+    """What operators probe: GET /metrics for Prometheus, GET /healthz for the load balancer."""
+    from ivr.health import register_health
+    from ivr.metrics import register_metrics
+
+    register_metrics(app)
+    register_health(app)
 
 
 def register_db_teardown(app: Flask) -> None:

@@ -42,6 +42,12 @@ class Settings:
     )
     twilio_auth_token: Secret = setting(help="Checks Twilio's signature on every webhook, and fetches the recordings.")
     api_token: Secret = setting(help="The bearer token of the JSON API.")
+    metrics_token: Secret | None = setting(
+        None,
+        "The bearer token Prometheus sends to scrape `/metrics` (`Authorization: Bearer ...`). Unset, `/metrics` "
+        "is open to whoever reaches the app, as is usual when only a private network can: then keep `/metrics` "
+        "off the public proxy.",
+    )
     secret_key: Secret | None = setting(
         None,
         "Signs the console's session cookies and CSRF tokens; the web app refuses to start without it (the worker "
@@ -178,8 +184,16 @@ def _read(f: Field[Any], kind: Any, raw: str) -> object:
     return raw.rstrip("/") if f.name == "public_base_url" else raw
 
 
-# Read by the Procfile and scripts/run, not by the app.
-PROCESS_VARIABLES = {"PORT": ("5000", "The web port of `scripts/run` and of the `Procfile`.")}
+# Read by the Procfile, scripts/run, gunicorn.conf.py and prometheus_client, not by the app's settings.
+PROCESS_VARIABLES = {
+    "PORT": ("`5000`", "The web port of `scripts/run` and of the `Procfile`."),
+    "PROMETHEUS_MULTIPROC_DIR": (
+        "a fresh temporary directory under gunicorn; unset under `flask run`",
+        "Where gunicorn's workers keep their metrics' files, so that `/metrics` adds up every worker "
+        "(prometheus_client's multiprocess mode). When set, `gunicorn.conf.py` empties it at start: give it a "
+        "directory of its own.",
+    ),
+}
 
 
 def readme_table() -> str:
@@ -188,7 +202,7 @@ def readme_table() -> str:
     for f in fields(Settings):
         rows.append(f"| `{f.name.upper()}` | {_shown_default(f)} | {f.metadata['help']} |")
     for name, (default, meaning) in PROCESS_VARIABLES.items():
-        rows.append(f"| `{name}` | `{default}` | {meaning} |")
+        rows.append(f"| `{name}` | {default} | {meaning} |")
     return "\n".join(rows)
 
 

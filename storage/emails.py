@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage import outbox
 from storage.models import Email, Ticket
+
+SENT, REFUSED, UNSENT = "sent", "refused", "unsent"  # an email's states, as the metrics name them
 
 # Far longer than one SMTP conversation (30 s a socket operation): a claim outlives any send.
 CLAIM_SECONDS = 600
@@ -116,3 +118,11 @@ def release_claim(session: Session, email_id: int, token: str) -> None:
 
 def get_emails_of_ticket(session: Session, ticket_id: int) -> list[Email]:
     return list(session.scalars(select(Email).where(Email.ticket_id == ticket_id).order_by(Email.id)))
+
+
+def get_email_counts(session: Session) -> list[tuple[str, str, int]]:
+    """(kind, state, count) of every email: sent, refused for good by the SMTP server, or not sent yet."""
+    sent, refused = Email.sent_at.is_not(None), Email.refused_at.is_not(None)
+    state = case((sent, SENT), (refused, REFUSED), else_=UNSENT).label("state")
+    rows = session.execute(select(Email.kind, state, func.count()).group_by(Email.kind, state))
+    return [(kind, state_, count) for kind, state_, count in rows]

@@ -1,7 +1,8 @@
 """The outbox: work for the worker, written in the same transaction as what it is about.
 
 Its whole life is here, and nothing else touches `PendingWork`: add, reopen, claim the
-due rows for the relay, take a lease, hold it for a write, renew, finish, fail, retry.
+due rows for the relay, take a lease, hold it for a write, renew, finish, fail, retry,
+and count the work by state for the operators' metrics.
 
 A job owns its row through a lease: a random token and an expiry on the database's
 clock (so the machines' clocks need not agree). Every write a job makes goes through
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import PendingWork
@@ -27,6 +28,15 @@ from storage.models import PendingWork
 FOLLOW_UP = "follow_up"  # a new ticket: fetch its recording, transcribe it, queue its emails
 VOICE_MESSAGE = "voice_message"  # a message added by phone to a ticket: fetch, transcribe, notify
 EMAIL = "email"  # one email (storage.emails)
+
+# The states of a row, as the metrics name them (`get_work_by_state`), in the order they are told apart.
+DONE = "done"  # finished
+FAILED = "failed"  # failed for good (MAX_STARTS, or a job's last retry): only `flask retry-failed` revives it
+RUNNING = "running"  # a job holds its lease
+RETRYING = "retrying"  # a run failed; RQ's scheduler holds the retry (enqueued_at is when it is due)
+QUEUED = "queued"  # handed to Redis by the relay, no job has started it yet
+WAITING = "waiting"  # not yet handed to Redis: the relay will
+STATES = (WAITING, QUEUED, RETRYING, RUNNING, FAILED, DONE)
 
 # A job that took its lease this many times in a row without ending (killed each time, say) is failed.
 MAX_STARTS = 5
@@ -248,3 +258,32 @@ def retry_failed(session: Session) -> list[PendingWork]:
 def get_work(session: Session, key: str) -> PendingWork | None:
     """The work row for `key` (for tests and the console's view of a ticket)."""
     return session.scalars(select(PendingWork).where(PendingWork.key == key)).one_or_none()
+
+
+@dataclass(frozen=True)
+class WorkCount:
+    """How many rows of a kind are in a state, and the failed runs they hold (runs that raised, retried or not)."""
+
+    kind: str
+    state: str
+    count: int
+    failed_runs: int
+
+
+def get_work_by_state(session: Session) -> list[WorkCount]:
+    """The work counted by kind and state (one GROUP BY), by the database's clock."""
+    now = database_now(session)
+    state = case(
+        (PendingWork.done_at.is_not(None), DONE),
+        (PendingWork.failed_at.is_not(None), FAILED),
+        (PendingWork.lease_until > now, RUNNING),
+        (PendingWork.enqueued_at > now, RETRYING),
+        (PendingWork.enqueued_at.is_not(None), QUEUED),
+        else_=WAITING,
+    ).label("state")
+    rows = session.execute(
+        select(PendingWork.kind, state, func.count(), func.coalesce(func.sum(PendingWork.failures), 0)).group_by(
+            PendingWork.kind, state
+        )
+    )
+    return [WorkCount(kind, state_, count, failed_runs) for kind, state_, count, failed_runs in rows]

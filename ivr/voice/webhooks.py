@@ -21,6 +21,7 @@ from callflows.engine import Turn
 from callflows.support_line import FLOW
 from callflows.twiml import Response as TwimlResponse
 from helpdesk.access import LockReport
+from ivr import metrics
 from ivr.voice import calls, spool
 from ivr.voice.signature import twilio_signed
 from storage.calls import CallTransaction
@@ -229,6 +230,7 @@ def _after_commit(response: Response) -> Response:
 
 def apology() -> TwimlResponse:
     """Sorry, in both languages, then a recorded message that will become a ticket."""
+    metrics.fallback_answered(request.endpoint)
     settings = current_app.config["SETTINGS"]
     response = TwimlResponse()
     _say_in_every_language(response, "sorry_error")
