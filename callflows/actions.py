@@ -54,7 +54,13 @@ def open_ticket(turn: Turn, kind: object) -> None:
     """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
     voicemail = kind == "voicemail"
     call = turn.orm_call()
-    intake.open_ticket(turn.session, call, voicemail=voicemail, opened_by="voicemail" if voicemail else "line")
+    intake.open_ticket(
+        turn.session,
+        call,
+        voicemail=voicemail,
+        opened_by="voicemail" if voicemail else "line",
+        table=turn.sla_table,
+    )
     turn.orm_done(call)
 
 

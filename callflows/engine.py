@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 import prompts
 from callflows.twiml import Response, Verbs
 from helpdesk.access import LockReport, StatusGuard
+from helpdesk.sla import SlaTable
 from prompts import Pause, Speech
 from storage.calls import CallRecord, CallTransaction
 from storage.models import Call
@@ -150,6 +151,7 @@ class Turn:
     item: int = 0  # which of the caller's own tickets the status menu is at, as the step URL carries it
     notices: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     memo: dict[str, object] = field(default_factory=dict)  # what an action read once in this webhook, for the next
+    sla_table: SlaTable | None = None  # the SLA table in force, for a new ticket's deadlines; None: the default
 
     @property
     def call(self) -> CallRecord:

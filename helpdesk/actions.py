@@ -4,8 +4,10 @@ Each action runs in the caller's transaction, on a ticket whose row the caller h
 (storage.tickets.get_ticket_for_update), and the caller commits once. It asks
 helpdesk.roles whether the person may act, then checks its input and the ticket, and
 either refuses, having changed nothing, or changes the ticket and writes one thread
-entry with the person's id. Its emails are queued as rows in the same transaction
-(helpdesk.notices); the worker sends them.
+entry with the person's id; the first action on a ticket stops its SLA response clock, the
+move to resolved its restore clock, and a change of urgency or of the caller's customer
+counts its deadlines again, which its entry then says (helpdesk.deadlines). Its emails are
+queued as rows in the same transaction (helpdesk.notices); the worker sends them.
 
 A refusal is data, like a thread entry: `ActionRefused(field, message, **facts)`, where
 `field` is the parameter of the action it is about (the API's JSON field of the same
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from helpdesk import notices, sla, thread
+from helpdesk import deadlines, notices, sla, thread
 from helpdesk.phases import OPEN_PHASES, PHASES, can_move
 from helpdesk.roles import may_act, phase_action
 from storage.models import Contact, Ticket, TicketEvent, User, utcnow
@@ -61,8 +63,14 @@ class ActionForbidden(ActionRefused):
         self.action = action
 
 
-def set_urgency(session: Session, ticket: Ticket, actor: User, urgency: str, reason: str = "") -> TicketEvent:
-    """Confirm the urgency (the same one) or change it, with a reason (required to change it); a person has answered."""
+def set_urgency(
+    session: Session, ticket: Ticket, actor: User, urgency: str, reason: str = "", *, table: sla.SlaTable | None = None
+) -> TicketEvent:
+    """Confirm the urgency (the same one) or change it, with a reason (required to change it); a person has answered.
+
+    A change counts the SLA deadlines again from the opening, with `table` (the SLA table in
+    force; None reads the default), and the entry says the new ones.
+    """
     _allow(actor, ticket, "change_urgency")
     _still_open(ticket)
     if urgency not in URGENCIES:
@@ -75,13 +83,22 @@ def set_urgency(session: Session, ticket: Ticket, actor: User, urgency: str, rea
         facts["from"] = ticket.urgency
     if why:
         facts["reason"] = why
+    table = table or sla.load()
+    before = deadlines.due(ticket, table)
     ticket.urgency = urgency
     ticket.urgency_confirmed_at = utcnow()
+    facts.update(deadlines.count(ticket, table, before))
     return _record(session, ticket, actor, "urgency_set", **facts)
 
 
 def match_caller(
-    session: Session, ticket: Ticket, actor: User, contact_id: int, save_number: bool = False
+    session: Session,
+    ticket: Ticket,
+    actor: User,
+    contact_id: int,
+    save_number: bool = False,
+    *,
+    table: sla.SlaTable | None = None,
 ) -> TicketEvent:
     """Match an unregistered or withheld caller to a contact (and its customer), optionally saving the number.
 
@@ -89,7 +106,9 @@ def match_caller(
     replaces the contact's (a contact has one). The confirmation and the referents'
     copies then go out as for a caller recognised on the line: the ticket's follow-up
     runs again and queues them (once each, keyed `confirmation:<ticket id>`), with the
-    transcript when it is ready.
+    transcript when it is ready. The caller's level now being the customer's, the SLA
+    deadlines are counted again from the opening (`table`, the SLA table in force; None reads
+    the default), and the entry says the new ones when they moved.
     """
     _allow(actor, ticket, "match_caller")
     _still_open(ticket)
@@ -105,7 +124,10 @@ def match_caller(
     if save_number and number is not None and number != contact.phone:
         facts["number_saved"], facts["previous_phone"] = number, contact.phone
         contact.phone = number
+    table = table or sla.load()
+    before = deadlines.due(ticket, table)
     ticket.customer, ticket.contact, ticket.needs_match = contact.customer, contact, False
+    facts.update(deadlines.count(ticket, table, before))
     event = _record(session, ticket, actor, "caller_matched", **facts)
     reopen_follow_up(session, ticket)
     return event
@@ -113,6 +135,8 @@ def match_caller(
 
 def move_phase(session: Session, ticket: Ticket, actor: User, phase: str) -> TicketEvent:
     """Move the ticket to `phase`, if helpdesk.phases allows the move; entering resolved or closed is timed.
+
+    Entering resolved stops the SLA restore clock; going back to work from it starts it again.
 
     A ticket is not closed while a courtesy device is still out with the customer.
     """
@@ -127,11 +151,12 @@ def move_phase(session: Session, ticket: Ticket, actor: User, phase: str) -> Tic
     now = utcnow()
     ticket.status = phase
     if phase == RESOLVED:
-        ticket.resolved_at = now
+        ticket.resolved_at = ticket.restored_at = now
     elif phase == PHASES.final:
         ticket.closed_at = now
     elif current == RESOLVED:
-        ticket.resolved_at = None  # back to work: it is not resolved any more (the thread keeps when it was)
+        # back to work: it is not resolved, nor service restored, any more (the thread keeps when it was)
+        ticket.resolved_at = ticket.restored_at = None
     return _record(session, ticket, actor, "phase_moved", **{"from": current, "to": phase})
 
 
@@ -303,4 +328,6 @@ def _device_out(ticket: Ticket) -> bool:
 
 
 def _record(session: Session, ticket: Ticket, actor: User, kind: str, **facts: object) -> TicketEvent:
-    return record_action(session, ticket, actor, kind, **facts)
+    event = record_action(session, ticket, actor, kind, **facts)
+    deadlines.record_response(ticket, event.at)  # any action of a person answers the ticket
+    return event

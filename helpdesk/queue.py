@@ -2,13 +2,13 @@
 
 The most urgent first. Within one urgency, the tickets nobody has answered yet, by their
 SLA response deadline (the most overdue first: breached ones lead); then the answered
-ones, by the same deadline. A ticket is answered once a person confirmed its urgency
-(`urgency_confirmed_at`): it no longer races its response deadline, so it never shows as
-breached and gives way to the tickets still waiting for a first answer.
+ones, by their restore deadline. A ticket is answered once a person acted on it
+(`first_response_at`, helpdesk.deadlines): its response clock has stopped, so it races
+its restore deadline now, and shows as breached only once that has passed.
 
-The response deadline counts from the ticket's opening, with the SLA level of its customer;
-a caller not yet matched to a customer (`needs_match`, even with a typed customer code:
-a claim buys no deadline) is held to the lowest level, as helpdesk.sla says.
+The deadlines are the ticket's own, counted in its level's SLA time when it opened or its
+urgency changed (helpdesk.deadlines); a ticket from before they were kept has them counted
+from the table.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from helpdesk import deadlines
+from helpdesk.deadlines import RESPONSE, RESTORE
 from helpdesk.sla import SlaTable
 from storage.models import Ticket
 from storage.tickets import URGENCIES
@@ -32,29 +34,25 @@ CALLBACK = "callback"  # the caller withheld the number and typed one to be call
 
 @dataclass(frozen=True)
 class Standing:
-    """A ticket against its response deadline, at one moment."""
+    """A ticket against the SLA clock it races at one moment: the response one, then, once answered, the restore one."""
 
-    due: datetime  # when a person must have answered it
+    clock: str  # RESPONSE or RESTORE
+    due: datetime  # when a person must have answered it, or service be back
     left: timedelta  # from that moment to `due`; negative once it has passed
-    answered: bool  # a person confirmed its urgency: the deadline no longer runs
+    answered: bool  # a person acted on it: the response clock has stopped
 
     @property
     def breached(self) -> bool:
-        """Unanswered, and its response deadline has passed."""
-        return not self.answered and self.left <= timedelta(0)
-
-
-def sla_level(ticket: Ticket) -> str | None:
-    """The SLA level the ticket's deadlines follow: its customer's once the caller is matched, else none."""
-    if ticket.needs_match or ticket.customer is None:
-        return None
-    return ticket.customer.sla
+        """The deadline of the clock it races has passed."""
+        return self.left <= timedelta(0)
 
 
 def standing(ticket: Ticket, table: SlaTable, now: datetime) -> Standing:
-    """Where `ticket` stands against its response deadline at `now`."""
-    due = table.response_due(ticket.created_at, sla_level(ticket), ticket.urgency)
-    return Standing(due=due, left=due - now, answered=ticket.urgency_confirmed_at is not None)
+    """Where `ticket` stands at `now`: against its response deadline until a person answers, then its restore one."""
+    response, restore = deadlines.due(ticket, table)
+    if ticket.first_response_at is None:
+        return Standing(clock=RESPONSE, due=response, left=response - now, answered=False)
+    return Standing(clock=RESTORE, due=restore, left=restore - now, answered=True)
 
 
 def in_order(tickets: Iterable[Ticket], table: SlaTable, now: datetime) -> list[tuple[Ticket, Standing]]:

@@ -202,10 +202,13 @@ def _moment(field: str, value: Any) -> datetime:
     return moment
 
 
-def _lend_device(session: Session, ticket: Ticket, actor: User, device: str) -> object:
-    """Lend a device under the SLA table in force (SLA_TABLE)."""
-    table = load_sla(current_app.config["SETTINGS"].sla_table)
-    return actions.lend_device(session, ticket, actor, device, table=table)
+def _under_sla_table(action: Callable[..., object]) -> Callable[..., object]:
+    """The action under the SLA table in force (SLA_TABLE): its deadlines, what each level provides."""
+
+    def run(session: Session, ticket: Ticket, actor: User, **fields: object) -> object:
+        return action(session, ticket, actor, **fields, table=load_sla(current_app.config["SETTINGS"].sla_table))
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -218,9 +221,12 @@ class ApiAction:
 
 # By helpdesk.roles' names of the actions (a test keeps the two sets equal).
 API_ACTIONS: dict[str, ApiAction] = {
-    "change_urgency": ApiAction(actions.set_urgency, {"urgency": (_text, True), "reason": (_text, False)}),
+    "change_urgency": ApiAction(
+        _under_sla_table(actions.set_urgency), {"urgency": (_text, True), "reason": (_text, False)}
+    ),
     "match_caller": ApiAction(
-        actions.match_caller, {"contact_id": (_whole_number, True), "save_number": (_true_or_false, False)}
+        _under_sla_table(actions.match_caller),
+        {"contact_id": (_whole_number, True), "save_number": (_true_or_false, False)},
     ),
     "move_phase": ApiAction(actions.move_phase, {"phase": (_text, True)}),
     "close": ApiAction(functools.partial(actions.move_phase, phase=PHASES.final), {}),
@@ -230,7 +236,7 @@ API_ACTIONS: dict[str, ApiAction] = {
         actions.escalate_to_vendor,
         {"vendor": (_text, True), "reference": (_text, True), "restore_at": (_moment, True)},
     ),
-    "lend_device": ApiAction(_lend_device, {"device": (_text, True)}),
+    "lend_device": ApiAction(_under_sla_table(actions.lend_device), {"device": (_text, True)}),
     "return_device": ApiAction(actions.return_device, {}),
     "add_note": ApiAction(actions.add_note, {"text": (_text, True)}),
     "reply": ApiAction(actions.reply, {"text": (_text, True)}),

@@ -134,8 +134,9 @@ class Settings:
     )
     sla_table: Path = setting(
         PROJECT_DIR / "helpdesk" / "sla.toml",
-        "The service levels: response and restore deadlines per level and urgency, and what each level provides "
-        "(courtesy device, redundant system).",
+        "The service levels: response and restore deadlines per level and urgency, in minutes of business hours "
+        "(the table's own, Italian holidays closed) or around the clock, and what each level provides (courtesy "
+        "device, redundant system). See *The SLA clocks*.",
     )
     retry_intervals: tuple[int, ...] = setting(
         (10, 30, 60, 120, 300, 600, 1800, 3600),

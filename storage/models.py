@@ -148,7 +148,14 @@ class Ticket(Base):
     courtesy_device: Mapped[str | None] = mapped_column(String(200))  # lent while the customer's is repaired
     courtesy_lent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     courtesy_returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    urgency_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a person answered it
+    urgency_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a person confirmed the urgency
+    # The SLA clocks (helpdesk.deadlines): the deadlines, counted from the opening in the level's SLA
+    # time (None on tickets from before they were kept: counted from the table when read), and the
+    # moments that stop them. Indexed by deadline, to find breaches; by opening, for a period's statistics.
+    response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    restore_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a person's first action
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # moved to resolved (None again if reopened)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     estimated_restore_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -163,7 +170,7 @@ class Ticket(Base):
     transcribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     dispatch_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer | None] = relationship()

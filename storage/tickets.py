@@ -25,7 +25,7 @@ EVENT_KINDS = frozenset(
         "recording_unavailable",  # error
         "transcript",  # words ("" when the recording holds no speech)
         "transcription_failed",  # error
-        "urgency_raised",  # from, to, words
+        "urgency_raised",  # from, to, words; response_due, restore_due (ISO 8601) when the SLA deadlines moved
         "no_confirmation",  # why (not_in_directory, not_confirmed)
         "email",  # email (its kind), to
         "dispatch_email",  # email, to
@@ -40,8 +40,9 @@ EVENT_KINDS = frozenset(
         "extra_recording",  # recording_sid, url
         "note",  # note: words written by a person, said as they are (an internal note, never emailed)
         # A person's actions (helpdesk.actions), each entry with its user_id:
-        "urgency_set",  # urgency, reason; from when it changed
-        "caller_matched",  # contact, contact_id, customer; number_saved and previous_phone when saved
+        "urgency_set",  # urgency, reason; from when it changed; response_due, restore_due when the deadlines moved
+        # contact, contact_id, customer; number_saved, previous_phone when saved; response_due, restore_due as above
+        "caller_matched",
         "phase_moved",  # from, to
         "restore_estimated",  # at (ISO 8601); previous; unmatched when nobody could be emailed
         "assigned",  # to, to_id; from, from_id when re-assigned; skill when one is needed

@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, select
 
+from helpdesk import sla
 from ivr.console.queue import span_words
 from storage.models import Customer, Ticket, User, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
-from tests.conftest import ANNA, GIULIA, STRANGER, sign_in
+from tests.conftest import ANNA, GIULIA, STRANGER, sign_in, with_settings
 
-pytestmark = pytest.mark.usefixtures("directory")
+pytestmark = pytest.mark.usefixtures("directory", "around_the_clock")
 
 _serials = itertools.count(FIRST_SERIAL + 500)
 
@@ -132,6 +133,15 @@ HALF_A_MINUTE = timedelta(seconds=30)
 
 
 @pytest.fixture
+def around_the_clock(app, tmp_path):  # type: ignore[no-untyped-def]
+    """Every level counts every minute: these tests are about the queue's order and words, whenever they run
+    (tests/test_sla_clock.py counts business hours and holidays)."""
+    table = tmp_path / "sla.toml"
+    table.write_text(sla.DEFAULT_TABLE.read_text(encoding="utf-8").replace('"business_hours"', '"around_the_clock"'))
+    with_settings(app, sla_table=table)
+
+
+@pytest.fixture
 def dispatcher(app, client) -> User:  # type: ignore[no-untyped-def]
     user = add_user(app, "Dora Dispatcher")
     sign_in(client, user)
@@ -177,7 +187,7 @@ def test_the_most_urgent_first_then_the_least_time_left_and_the_answered_after_t
     overdue_critical = add_ticket(app, "critical", "1001", ago=minutes(20) + HALF_A_MINUTE)  # 5 min overdue
     critical_soon = add_ticket(app, "critical", "1001", ago=minutes(5))  # 10 min left
     critical_base = add_ticket(app, "critical", "2002", ago=minutes(20))  # 40 min left
-    answered = add_ticket(app, "critical", "1001", ago=minutes(30), urgency_confirmed_at=utcnow() - minutes(25))
+    answered = add_ticket(app, "critical", "1001", ago=minutes(30), first_response_at=utcnow() - minutes(25))
     overdue_high = add_ticket(app, "high", "2002", ago=minutes(130) + HALF_A_MINUTE)  # 10 min overdue
     normal = add_ticket(app, "normal", "1001", ago=minutes(55))  # 1 h 5 min left
     low_unregistered = add_ticket(app, "low")  # a whole day left
@@ -198,7 +208,7 @@ def test_the_most_urgent_first_then_the_least_time_left_and_the_answered_after_t
     assert table.row(overdue_critical).left == "SLA superato in ritardo di 5 min"
     assert table.row(critical_soon).left == "10 min"
     assert table.row(critical_base).left == "40 min"
-    assert table.row(answered).left == "risposta data"
+    assert table.row(answered).left == "risposta data, ripristino: 3 h 30 min"  # premium, critical: 240 minutes
     assert table.row(overdue_high).left == "SLA superato in ritardo di 10 min"
     assert table.row(normal).left == "1 h 5 min"
     assert table.row(low_unregistered).left == "1 g"
@@ -208,7 +218,7 @@ def test_the_most_urgent_first_then_the_least_time_left_and_the_answered_after_t
 def test_breached_tickets_are_marked_and_answered_ones_never_are(app, client, dispatcher):
     breached = add_ticket(app, "high", "1001", ago=minutes(45))
     in_time = add_ticket(app, "high", "1001", ago=minutes(10))
-    answered_late = add_ticket(app, "high", "1001", ago=minutes(45), urgency_confirmed_at=utcnow())
+    answered_late = add_ticket(app, "high", "1001", ago=minutes(45), first_response_at=utcnow())
 
     table = queue(client)
 

@@ -177,10 +177,16 @@ def test_changing_the_urgency_needs_a_reason(app, people):
     assert refusal.words("it") == "Per cambiare l'urgenza serve un motivo."
     assert refusal.words("en") == "Changing the urgency needs a reason."
     done = act(app, number, people.dora, actions.set_urgency, "critical", " Server fermo ")
+    ticket = the_ticket(app, number)
+    assert ticket.urgency == "critical"
+    # premium, critical: 15 and 240 minutes from the opening (tests/test_sla_clock.py says more)
+    assert ticket.response_due_at == ticket.created_at + timedelta(minutes=15)
+    assert ticket.restore_due_at == ticket.created_at + timedelta(minutes=240)
+    new_deadlines = {key: datetime.fromisoformat(done.facts.pop(key)) for key in ("response_due", "restore_due")}
+    assert new_deadlines == {"response_due": ticket.response_due_at, "restore_due": ticket.restore_due_at}
     assert done.facts == {"urgency": "critical", "from": "normal", "reason": "Server fermo"}
     assert said(done) == "Urgenza cambiata da normale a critica. Motivo: «Server fermo»."
     assert said(done, "en") == 'Urgency changed from normal to critical. Reason: "Server fermo".'
-    assert the_ticket(app, number).urgency == "critical"
 
 
 def test_an_unknown_urgency_or_a_reason_too_long_is_refused(app, people):
@@ -250,6 +256,9 @@ def test_matching_a_caller_sends_the_confirmation_once_as_for_a_recognised_calle
     giulia = contact_id(app, GIULIA_EMAIL)
     done = act(app, number, people.dora, actions.match_caller, giulia, True)
     assert done.kind == "caller_matched" and done.user_id == people.dora
+    # premium now, not base: the deadlines are counted again (tests/test_sla_clock.py says more)
+    assert "response_due" in done.facts and "restore_due" in done.facts
+    del done.facts["response_due"], done.facts["restore_due"]
     assert done.facts == {
         "contact": "Giulia Rossi",
         "contact_id": giulia,

@@ -1,4 +1,5 @@
-"""The queue: open tickets, the most urgent first, then by the time left before the SLA's response deadline.
+"""The queue: open tickets, the most urgent first, then by the time left before the SLA's response deadline
+(once a person has answered, the restore deadline).
 
 The page works without JavaScript (the filters are a GET form, "refresh" a link); with it,
 static/queue.js fetches `/console/queue/rows` with the same filters every few seconds and
@@ -37,8 +38,8 @@ class Row:
     ticket: Ticket
     standing: Standing
     marks: tuple[str, ...]
-    left: str  # "12 min", "in ritardo di 2 h 5 min", "risposta data"
-    left_hint: str  # the deadline, or when the urgency was confirmed
+    left: str  # "12 min", "in ritardo di 2 h 5 min", "risposta data, ripristino: 3 h 30 min"
+    left_hint: str  # the deadline; once answered, when, and the restore deadline
 
 
 @bp.get("/")
@@ -111,14 +112,14 @@ def queue_rows(chosen: dict[str, str]) -> list[Row]:
 
 def row(ticket: Ticket, standing: Standing) -> Row:
     """A ticket's line, with the time left (or overdue, or answered) in the user's words."""
-    if standing.answered:
-        left = t("queue_answered")
-        hint = t("queue_answered_hint", when=local(ticket.urgency_confirmed_at))
-    elif standing.breached:
+    if standing.breached:
         left = t("queue_overdue", time=span_words(standing.left))
-        hint = t("queue_due_hint", when=local(standing.due))
     else:
         left = span_words(standing.left)
+    if standing.answered:  # the restore clock: said as such, with when the answer came
+        left = t("queue_answered_restore", time=left)
+        hint = t("queue_answered_hint", when=local(ticket.first_response_at), due=local(standing.due))
+    else:
         hint = t("queue_due_hint", when=local(standing.due))
     return Row(ticket=ticket, standing=standing, marks=marks(ticket), left=left, left_hint=hint)
 

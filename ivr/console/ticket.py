@@ -57,14 +57,18 @@ ACTIONS: dict[str, Action] = {
     "urgency": Action(
         forms.UrgencyForm,
         "change_urgency",
-        lambda s, ticket, actor, f, _: actions.set_urgency(s, ticket, actor, f.urgency.data, f.reason.data),
+        lambda s, ticket, actor, f, settings: actions.set_urgency(
+            s, ticket, actor, f.urgency.data, f.reason.data, table=load_sla(settings.sla_table)
+        ),
         "ticket_done_urgency",
         shown=lambda ticket: _is_open(ticket),
     ),
     "match": Action(
         forms.MatchForm,
         "match_caller",
-        lambda s, ticket, actor, f, _: actions.match_caller(s, ticket, actor, f.contact.data, f.save_number.data),
+        lambda s, ticket, actor, f, settings: actions.match_caller(
+            s, ticket, actor, f.contact.data, f.save_number.data, table=load_sla(settings.sla_table)
+        ),
         "ticket_done_match",
         shown=lambda ticket: _is_open(ticket) and ticket.needs_match,
         fields=(("contact_id", "contact"),),

@@ -24,7 +24,7 @@ from pathlib import Path
 from rq import get_current_job
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk import notices
+from helpdesk import deadlines, notices, sla
 from helpdesk.urgency import raised_by_transcript
 from ivr.jobs import mail
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
@@ -246,15 +246,19 @@ def _transcribe(job: Job, model: Audio, row_id: int, ticket_id: int) -> None:
             kind = "transcript" if on_ticket else "voice_message_transcript"
             record_event(session, ticket, kind, words=words or "")
             if on_ticket and words:
-                _raise_urgency(session, ticket, words)
+                _raise_urgency(session, ticket, words, sla.load(job.settings.sla_table))
 
 
-def _raise_urgency(session: Session, ticket: Ticket, words: str) -> None:
+def _raise_urgency(session: Session, ticket: Ticket, words: str, table: sla.SlaTable) -> None:
+    """Raise the urgency the transcript's words call for, and count the SLA deadlines again (the entry says them)."""
     raised = raised_by_transcript(ticket.urgency, words)
     if raised:
         level, said = raised
-        record_event(session, ticket, "urgency_raised", **{"from": ticket.urgency, "to": level}, words=said)
+        facts: dict[str, object] = {"from": ticket.urgency, "to": level, "words": said}
+        before = deadlines.due(ticket, table)
         ticket.urgency = level
+        facts.update(deadlines.count(ticket, table, before))
+        record_event(session, ticket, "urgency_raised", **facts)
 
 
 # -- one email ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from callflows.engine import seconds
 from helpdesk.intake import open_ticket
+from helpdesk.sla import SlaTable
 from storage import calls as stored_calls
 from storage.calls import save_call, start_call
 from storage.contacts import identify_by_phone
@@ -60,8 +61,10 @@ def get_or_start_call(session: Session, form: Mapping[str, str]) -> Call:
     return session.scalars(by_sid).one()
 
 
-def record_call_status(session: Session, form: Mapping[str, str]) -> None:
+def record_call_status(session: Session, form: Mapping[str, str], *, table: SlaTable | None = None) -> None:
     """Keep how the call ended; a call that ended with an unconfirmed message gets its ticket now.
+
+    A ticket opened here gets its SLA deadlines from `table`, the table in force (None: the default).
 
     The hot path of every call's end: the call read and changed with Core, in one UPDATE.
     """
@@ -74,7 +77,7 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> None:
             if ended.ticket_id is None and ended.recording_sid is not None:
                 orm_call = session.get(Call, ended.id)
                 assert orm_call is not None
-                open_ticket(session, orm_call, voicemail=True, opened_by="hangup")
+                open_ticket(session, orm_call, voicemail=True, opened_by="hangup", table=table)
             return
     call = stored_calls.get_or_start_call(connection, form.get("CallSid", ""), caller_id(form.get("From")), lock=True)
     if status in FINAL_STATUSES:  # a call we never saw, or a repeated end
@@ -87,7 +90,7 @@ def record_call_status(session: Session, form: Mapping[str, str]) -> None:
             save_call(connection, call)
             orm_call = session.get(Call, call.id, populate_existing=True)
             assert orm_call is not None
-            open_ticket(session, orm_call, voicemail=True, opened_by="hangup")
+            open_ticket(session, orm_call, voicemail=True, opened_by="hangup", table=table)
             return
     elif status in _PROGRESS and call.call_status not in FINAL_STATUSES:
         # Progress never overwrites an end that arrived first.
@@ -109,7 +112,9 @@ def _event_time(form: Mapping[str, str]) -> datetime:
     return when.astimezone(UTC)
 
 
-def record_recording_status(session: Session, form: Mapping[str, str], purpose: str = "ticket") -> Call:
+def record_recording_status(
+    session: Session, form: Mapping[str, str], purpose: str = "ticket", *, table: SlaTable | None = None
+) -> Call:
     """A recording is ready (or absent): attach it to the call's ticket, or open the ticket of a caller who left.
 
     A recording made for a message on an existing ticket (`purpose` "message") is added to that ticket.
@@ -131,11 +136,11 @@ def record_recording_status(session: Session, form: Mapping[str, str], purpose: 
         if call.ticket.recording_sid is None and call.recording_sid in (None, sid):
             attach_recording(session, call.ticket, sid, url)
     elif call.call_status in FINAL_STATUSES and call.recording_sid is not None:
-        open_ticket(session, call, voicemail=True, opened_by="hangup")
+        open_ticket(session, call, voicemail=True, opened_by="hangup", table=table)
     return call
 
 
-def record_fallback_message(session: Session, form: Mapping[str, str]) -> Call:
+def record_fallback_message(session: Session, form: Mapping[str, str], *, table: SlaTable | None = None) -> Call:
     """A message taken while the service was failing (kept in the spool first): it becomes a ticket."""
     call = get_or_start_call(session, form)
     sid, url = form.get("RecordingSid", ""), form.get("RecordingUrl", "")
@@ -143,7 +148,7 @@ def record_fallback_message(session: Session, form: Mapping[str, str]) -> Call:
     if ticket is None:
         if sid and url and call.recording_sid is None:
             call.recording_sid, call.recording_url = sid, url
-        ticket = open_ticket(session, call, voicemail=True, opened_by="fallback")
+        ticket = open_ticket(session, call, voicemail=True, opened_by="fallback", table=table)
         record_event(session, ticket, "fallback")
     if sid and url and sid != ticket.recording_sid:
         if ticket.recording_sid is None:

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk import notices
+from helpdesk.sla import SlaTable
 from ivr.jobs import mail
 from ivr.settings import Settings
 from ivr.voice import calls
@@ -64,11 +65,18 @@ def waiting(spool_dir: Path) -> bool:
         return False
 
 
-def ingest(spool_dir: Path, make_session: sessionmaker[Session], *, report_dead: DeadLetterReport | None = None) -> int:
+def ingest(
+    spool_dir: Path,
+    make_session: sessionmaker[Session],
+    *,
+    report_dead: DeadLetterReport | None = None,
+    table: SlaTable | None = None,
+) -> int:
     """Turn spooled webhooks into rows; returns how many were ingested.
 
     A file another process is ingesting is skipped. A file that fails stays for the next
-    round, unless the database answers, in which case the failure counts as a try.
+    round, unless the database answers, in which case the failure counts as a try. A ticket
+    opened from an entry gets its deadlines from `table` (the SLA table in force; None: the default).
     """
     if not spool_dir.is_dir():
         return 0
@@ -80,7 +88,7 @@ def ingest(spool_dir: Path, make_session: sessionmaker[Session], *, report_dead:
             try:
                 entry = json.loads(file.read())
                 with make_session() as session, session.begin():
-                    HANDLERS[entry["kind"]](session, entry["form"], **entry.get("extra", {}))
+                    HANDLERS[entry["kind"]](session, entry["form"], table=table, **entry.get("extra", {}))
             except Exception as error:
                 reason = f"{type(error).__name__}: {str(error)[:300]}"
                 if not _database_answers(make_session):

@@ -21,6 +21,7 @@ from callflows.engine import Turn
 from callflows.support_line import FLOW
 from callflows.twiml import Response as TwimlResponse
 from helpdesk.access import LockReport
+from helpdesk.sla import load as load_sla
 from ivr import metrics
 from ivr.voice import calls, spool
 from ivr.voice.signature import twilio_signed
@@ -150,6 +151,7 @@ def _turn(db: CallTransaction, language: str | None, attempts: int, item: int) -
         url_language=language,
         attempts=attempts,
         item=item,
+        sla_table=load_sla(settings.sla_table),
     )
 
 
@@ -163,7 +165,7 @@ def _callback(kind: str, handle: Callable[..., object], **extra: str) -> Respons
         db = _call_transaction()
         db.writing()
         try:
-            handle(db.session, request.form, **extra)
+            handle(db.session, request.form, table=load_sla(current_app.config["SETTINGS"].sla_table), **extra)
             db.commit()
             return _after_commit(Response(status=204))
         except DBAPIError as error:
@@ -217,7 +219,8 @@ def _after_commit(response: Response) -> Response:
             try:
                 settings = app.config["SETTINGS"]
                 report = spool.dead_letter_reporter(settings, app.config["SESSIONMAKER"])
-                spool.ingest(settings.spool_dir, app.config["SESSIONMAKER"], report_dead=report)
+                table = load_sla(settings.sla_table)
+                spool.ingest(settings.spool_dir, app.config["SESSIONMAKER"], report_dead=report, table=table)
                 state.waiting = spool.waiting(settings.spool_dir)
             except Exception:
                 log.exception("could not ingest the spool; will try again after the next webhook")

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk.sla import load as load_sla
 from ivr.settings import Settings
 from ivr.voice import spool
 from storage import outbox
@@ -77,7 +78,7 @@ def run_relay(settings: Settings, make_session: sessionmaker[Session], *, once: 
     redis_was_down = False
     while True:
         try:
-            spool.ingest(settings.spool_dir, make_session, report_dead=report_dead)
+            spool.ingest(settings.spool_dir, make_session, report_dead=report_dead, table=load_sla(settings.sla_table))
         except Exception:
             log.exception("spool ingestion failed; will try again")
         try:

@@ -1,0 +1,55 @@
+"""A ticket's SLA clocks: its response and restore deadlines, and the moments that stop them.
+
+The deadlines count from the ticket's opening, in the SLA time of its level (helpdesk.sla,
+helpdesk.clock): set when the ticket opens (helpdesk.intake), counted again from the
+opening when its urgency changes or its caller is matched to a customer of another level.
+The response clock stops at a person's first action on the ticket (helpdesk.actions), the
+restore clock at the move to resolved (started again if the ticket goes back to work).
+A caller not matched to a customer (even with a typed customer code: a claim buys no
+deadline) is held to the lowest level.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from helpdesk.sla import SlaTable
+from storage.models import Ticket
+
+RESPONSE, RESTORE = "response", "restore"  # the two clocks
+
+
+def level_of(ticket: Ticket) -> str | None:
+    """The SLA level the ticket's deadlines follow: its customer's once the caller is matched, else none."""
+    if ticket.needs_match or ticket.customer is None:
+        return None
+    return ticket.customer.sla
+
+
+def due(ticket: Ticket, table: SlaTable) -> tuple[datetime, datetime]:
+    """(response, restore) deadlines: the stored ones; a ticket from before they were kept has them counted now."""
+    level = level_of(ticket)
+    response = ticket.response_due_at or table.response_due(ticket.created_at, level, ticket.urgency)
+    restore = ticket.restore_due_at or table.restore_due(ticket.created_at, level, ticket.urgency)
+    return response, restore
+
+
+def count(ticket: Ticket, table: SlaTable, before: tuple[datetime, datetime] | None = None) -> dict[str, object]:
+    """Count the ticket's deadlines from its opening; the facts a thread entry says of them when they moved.
+
+    `before` is what `due` said before the change (else the stored deadlines are compared).
+    Returns {} when the deadlines stay as they were, else {"response_due": ..., "restore_due": ...}
+    as ISO 8601 instants. The ticket must have been flushed (its opening time is set on insert).
+    """
+    level = level_of(ticket)
+    response = table.response_due(ticket.created_at, level, ticket.urgency)
+    restore = table.restore_due(ticket.created_at, level, ticket.urgency)
+    moved = (before or (ticket.response_due_at, ticket.restore_due_at)) != (response, restore)
+    ticket.response_due_at, ticket.restore_due_at = response, restore
+    return {"response_due": response.isoformat(), "restore_due": restore.isoformat()} if moved else {}
+
+
+def record_response(ticket: Ticket, at: datetime) -> None:
+    """A person acted on the ticket at `at`: the first time stops its response clock."""
+    if ticket.first_response_at is None:
+        ticket.first_response_at = at
