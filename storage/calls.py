@@ -266,7 +266,14 @@ class CallTransaction:
             self._told = {}
 
     def change(self, **columns: Any) -> None:
-        """Set these columns of the call, without needing to read it."""
+        """Set these columns of the call, without needing to read it.
+
+        In a webhook that read for reading only, they are stored after its reads, as one
+        statement of their own: reading still waits for no writer.
+        """
+        if self._connection is not None and not self.write:
+            self._told = {**(self._told or {}), **columns}
+            return
         self.writing()
         if self._call is not None:
             for name, value in columns.items():
@@ -323,6 +330,8 @@ class CallTransaction:
         if self._call is not None:
             save_call(self._connection, self._call)
         self._connection.commit()
+        if self._told:  # told after reading for reading only
+            self._store_told()
 
     def _store_told(self) -> None:
         """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer)."""
