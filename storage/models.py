@@ -90,6 +90,8 @@ class Call(Base):
     callback_number: Mapped[str | None] = mapped_column(String(20))
     # The contact a typed callback number belongs to: a suggestion for the dispatcher, never identity.
     suggested_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    # No longer written: the step, its attempts and the status menu's ticket at hand travel in
+    # the signed step URLs (callflows.engine.Turn). Kept for the rows of earlier versions.
     step: Mapped[str | None] = mapped_column(String(50))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     severity: Mapped[int | None] = mapped_column(Integer)
@@ -100,7 +102,7 @@ class Call(Base):
     # A status inquiry: the ticket being read, a typed number awaiting the PIN, the own ticket at hand.
     inquiry_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     inquiry_number: Mapped[str | None] = mapped_column(String(20))
-    inquiry_index: Mapped[int] = mapped_column(Integer, default=0)
+    inquiry_index: Mapped[int] = mapped_column(Integer, default=0)  # no longer written (see `step`)
     call_status: Mapped[str | None] = mapped_column(String(20))
     duration: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
