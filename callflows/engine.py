@@ -128,8 +128,9 @@ Step = Menu | Entry | Record | Transfer | Branch | Hangup
 class Turn:
     """One webhook's worth of context: the call (read on first use), how to build URLs, what to say first.
 
-    What only steers the menu travels in the step URLs Twilio signs: the language and the
-    attempts at the step. So a key that leads to the next menu reads and writes nothing.
+    What only steers the menu travels in the step URLs Twilio signs: the language, the
+    attempts at the step and the caller's ticket at hand in the status menu. So a key that
+    leads to the next menu reads and writes nothing.
     Whatever may write asks `writing()` before touching the call (the engine does, before
     running an action), so that the call is read locked, once, and changed in one UPDATE.
     """

@@ -44,7 +44,6 @@ COLUMNS = (
     "ticket_id",
     "inquiry_ticket_id",
     "inquiry_number",
-    "inquiry_index",
     "call_status",
     "duration",
     "started_at",
@@ -98,7 +97,6 @@ class CallRecord:
     ticket_id: int | None
     inquiry_ticket_id: int | None
     inquiry_number: str | None
-    inquiry_index: int
     call_status: str | None
     duration: int | None
     started_at: datetime
@@ -176,12 +174,12 @@ def get_or_start_call(connection: Connection, call_sid: str, caller: str | None,
     return call
 
 
-_FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
+FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")  # Twilio's CallStatus when a call is over
 _END = (
     update(calls)
     .where(
         calls.c.call_sid == bindparam("sid"),
-        or_(calls.c.call_status.is_(None), calls.c.call_status.not_in(_FINAL_STATUSES)),
+        or_(calls.c.call_status.is_(None), calls.c.call_status.not_in(FINAL_STATUSES)),
     )
     .values(
         call_status=bindparam("status"),

@@ -18,7 +18,7 @@ from callflows.engine import seconds
 from helpdesk.intake import open_ticket
 from helpdesk.sla import SlaTable
 from storage import calls as stored_calls
-from storage.calls import save_call, start_call
+from storage.calls import FINAL_STATUSES, save_call, start_call
 from storage.contacts import identify_by_phone
 from storage.models import Call, utcnow
 from storage.phones import is_withheld, masked, to_e164
@@ -31,7 +31,6 @@ from storage.tickets import (
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 _PROGRESS = ("queued", "initiated", "ringing", "in-progress")
 
 
@@ -64,9 +63,9 @@ def get_or_start_call(session: Session, form: Mapping[str, str]) -> Call:
 def record_call_status(session: Session, form: Mapping[str, str], *, table: SlaTable | None = None) -> None:
     """Keep how the call ended; a call that ended with an unconfirmed message gets its ticket now.
 
-    A ticket opened here gets its SLA deadlines from `table`, the table in force (None: the default).
-
-    The hot path of every call's end: the call read and changed with Core, in one UPDATE.
+    Every call's end comes here: a stored call not ended before is ended in one UPDATE that
+    says whether a ticket is due. A ticket opened here gets its SLA deadlines from `table`,
+    the table in force (None: the default).
     """
     connection = session.connection()
     status = form.get("CallStatus", "")
@@ -85,7 +84,7 @@ def record_call_status(session: Session, form: Mapping[str, str], *, table: SlaT
             call.call_status = status
             duration = seconds(form.get("CallDuration"))
             call.duration = duration
-            call.ended_at = call.started_at + timedelta(seconds=duration) if duration else utcnow()
+            call.ended_at = _event_time(form)
         if call.ticket_id is None and call.recording_sid is not None:
             save_call(connection, call)
             orm_call = session.get(Call, call.id, populate_existing=True)
