@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from helpdesk import deadlines, notices, sla, thread
+from helpdesk import deadlines, notices, oncall, sla, thread
 from helpdesk.phases import OPEN_PHASES, PHASES, can_move
 from helpdesk.roles import may_act, phase_action
 from storage.models import Contact, Ticket, TicketEvent, User, utcnow
@@ -69,7 +69,8 @@ def set_urgency(
     """Confirm the urgency (the same one) or change it, with a reason (required to change it); a person has answered.
 
     A change counts the SLA deadlines again from the opening, with `table` (the SLA table in
-    force; None reads the default), and the entry says the new ones.
+    force; None reads the default), and the entry says the new ones. A ticket made critical is
+    alerted to the on-call technician (helpdesk.oncall), once.
     """
     _allow(actor, ticket, "change_urgency")
     _still_open(ticket)
@@ -88,7 +89,9 @@ def set_urgency(
     ticket.urgency = urgency
     ticket.urgency_confirmed_at = utcnow()
     facts.update(deadlines.count(ticket, table, before))
-    return _record(session, ticket, actor, "urgency_set", **facts)
+    event = _record(session, ticket, actor, "urgency_set", **facts)
+    oncall.alert_if_critical(session, ticket, table)  # made critical now: the on-call technician is told, once
+    return event
 
 
 def match_caller(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from helpdesk import deadlines, sla
+from helpdesk import deadlines, oncall, sla
 from helpdesk.urgency import opening_urgency
 from storage.contacts import get_contact_by_phone
 from storage.models import Call, Ticket
@@ -21,6 +21,7 @@ def open_ticket(
     A call that ended before the menu identified its caller is identified here, by caller ID.
     A new ticket gets its SLA deadlines from `table`, the table in force
     (helpdesk.sla.load(settings.sla_table)); None reads the default, helpdesk/sla.toml.
+    A new critical ticket is alerted to the on-call technician (helpdesk.oncall).
     """
     if call.contact is None and call.caller is not None and call.ticket is None:
         contact = get_contact_by_phone(session, call.caller)
@@ -28,5 +29,7 @@ def open_ticket(
             call.contact, call.customer = contact, contact.customer
     ticket = open_ticket_for_call(session, call, opening_urgency(call), voicemail=voicemail, opened_by=opened_by)
     if ticket.response_due_at is None:  # new (a ticket found again keeps its deadlines)
-        deadlines.count(ticket, table or sla.load())
+        table = table or sla.load()
+        deadlines.count(ticket, table)
+        oncall.alert_if_critical(session, ticket, table)  # in this transaction: the alert is as durable as the ticket
     return ticket

@@ -8,6 +8,7 @@ from flask import Flask
 from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from helpdesk import oncall
 from helpdesk.hours import BusinessHours
 from ivr.settings import Settings
 from ivr.status_guard import RedisStatusGuard
@@ -21,7 +22,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["BUSINESS_HOURS"] = BusinessHours.parse(settings.business_hours, settings.business_timezone)
     app.config["ENGINE"] = engine = make_engine(settings.database_url)
-    app.config["SESSIONMAKER"] = make_sessionmaker(engine)
+    # What every session of the app knows beyond its settings: whether on-call alerts are on (helpdesk.oncall).
+    app.config["SESSION_INFO"] = oncall.session_info(bool(settings.oncall_sms_to))
+    app.config["SESSIONMAKER"] = make_sessionmaker(engine, app.config["SESSION_INFO"])
     # Short timeouts: a webhook must answer quickly even when Redis does not.
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     app.config["STATUS_GUARD"] = RedisStatusGuard(

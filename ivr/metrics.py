@@ -144,8 +144,8 @@ class DatabaseCollector(Collector):
 
         work = GaugeMetricFamily(
             "ivr_outbox_work",
-            "The worker's work by kind and state: waiting (for the relay), queued (in Redis), retrying, running, "
-            "failed (for good) and done.",
+            "The worker's work by kind and state: scheduled (due later), waiting (for the relay), queued (in Redis), "
+            "retrying, running, failed (for good) and done.",
             labels=["kind", "state"],
         )
         failed_runs = GaugeMetricFamily(

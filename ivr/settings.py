@@ -118,6 +118,23 @@ class Settings:
         "customer's PIN locked by guessing, and of a fallback message that could not become a ticket. Unset, none "
         "of these is sent (the thread and the log still say so).",
     )
+    oncall_sms_to: str | None = setting(
+        None,
+        "The on-call technician's mobile (E.164, `+39...`): every ticket of urgency `critical`, at any hour, is "
+        "sent there at once as an SMS through Twilio, and again when half its response time has passed with "
+        "nobody acting on it (see *On-call alerts*). Set it for the web app and the worker alike. Unset, no SMS "
+        "is sent.",
+    )
+    twilio_sms_from: str | None = setting(
+        None,
+        "The account's number (E.164) the on-call SMS come from, or a Messaging Service (`MG...`); required "
+        "with `ONCALL_SMS_TO`.",
+    )
+    twilio_api_url: str = setting(
+        "https://api.twilio.com",
+        "Where Twilio's REST API answers (the SMS are sent there); another URL only for a stand-in of the API "
+        "in tests.",
+    )
     status_max_failures: int = setting(
         5,
         "Wrong PINs allowed per calling number (all withheld calls count as one), per ticket and per customer "
@@ -142,6 +159,10 @@ class Settings:
         (10, 30, 60, 120, 300, 600, 1800, 3600),
         "Seconds before each of RQ's retries of a failed job; one retry per number.",
     )
+
+    def __post_init__(self) -> None:
+        if self.oncall_sms_to and not self.twilio_sms_from:
+            raise SettingsError("ONCALL_SMS_TO needs TWILIO_SMS_FROM: the number (or MG... service) the SMS come from")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -142,8 +142,8 @@ def refusal(error: TwilioException) -> str:
 class RedirectedHttpClient(TwilioHttpClient):
     """Sends what is meant for https://api.twilio.com to `api_url` instead (a stand-in of the API)."""
 
-    def __init__(self, api_url: str) -> None:
-        super().__init__()
+    def __init__(self, api_url: str, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
         self.api_url = api_url.rstrip("/")
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
@@ -152,9 +152,12 @@ class RedirectedHttpClient(TwilioHttpClient):
         return super().request(method, url, *args, **kwargs)
 
 
-def twilio_client(account_sid: str, auth_token: str, api_url: str = TWILIO_API) -> Client:
-    """A REST client of the account, talking to Twilio (or to `api_url`, for tests)."""
-    http_client = None if api_url.rstrip("/") == TWILIO_API else RedirectedHttpClient(api_url)
+def twilio_client(account_sid: str, auth_token: str, api_url: str = TWILIO_API, timeout: float | None = None) -> Client:
+    """A REST client of the account, talking to Twilio (or to `api_url`, for tests); `timeout` per request, in s."""
+    if api_url.rstrip("/") == TWILIO_API:
+        http_client: TwilioHttpClient = TwilioHttpClient(timeout=timeout)
+    else:
+        http_client = RedirectedHttpClient(api_url, timeout)
     return Client(account_sid, auth_token, http_client=http_client)
 
 

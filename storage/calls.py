@@ -11,7 +11,7 @@ in one UPDATE. The ORM shares the connection and the transaction, for the rare h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -242,8 +242,15 @@ class CallTransaction:
     writes it at `commit()` as one statement on its own, without BEGIN and COMMIT around it.
     """
 
-    def __init__(self, engine: Engine, call_sid: str, caller: Callable[[], str | None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        call_sid: str,
+        caller: Callable[[], str | None],
+        session_info: Mapping[str, object] | None = None,
+    ) -> None:
         self.engine = engine
+        self.session_info = dict(session_info or {})  # the process's `Session.info` (storage.db.make_sessionmaker)
         self.call_sid = call_sid
         self.caller = caller  # the caller ID in E.164 (None when withheld): asked only to store a new call
         self.write = False
@@ -315,7 +322,9 @@ class CallTransaction:
     def session(self) -> Session:
         """An ORM session in the same transaction (its commit leaves the transaction to `commit()`)."""
         if self._session is None:
-            self._session = Session(bind=self.connection, expire_on_commit=False, autoflush=True)
+            self._session = Session(
+                bind=self.connection, expire_on_commit=False, autoflush=True, info=dict(self.session_info)
+            )
         return self._session
 
     def commit(self) -> None:

@@ -62,8 +62,9 @@ def _make_sqlite_directory(url: str) -> None:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, info: dict[str, object] | None = None) -> sessionmaker[Session]:
+    """Sessions on `engine`; `info` is each session's `Session.info` (what the process's settings turned on)."""
+    return sessionmaker(engine, expire_on_commit=False, info=dict(info or {}))
 
 
 def alembic_config(url: str) -> Config:

@@ -281,6 +281,33 @@ class Email(Base):
     ticket: Mapped[Ticket | None] = relationship()
 
 
+class TextMessage(Base):
+    """One SMS to one number, written when its job first runs and sent through Twilio's Messages API.
+
+    Claimed in the database before it is sent (`claimed_by`, an update that succeeds once), like
+    an email, so two jobs never send it twice; `refusal` keeps Twilio's answer to a 4xx, `twilio_sid`
+    the message's SID once Twilio took it.
+    """
+
+    __tablename__ = "text_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # what the SMS is, once
+    kind: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    to_number: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    twilio_sid: Mapped[str | None] = mapped_column(String(64))
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refusal: Mapped[str | None] = mapped_column(String(500))
+
+    ticket: Mapped[Ticket | None] = relationship()
+
+
 class PendingWork(Base):
     """Work for the worker, written in the same transaction as what it is about (transactional outbox).
 
@@ -300,6 +327,7 @@ class PendingWork(Base):
     email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # not run before (a reminder); None: at once
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,6 +4,9 @@ Its whole life is here, and nothing else touches `PendingWork`: add, reopen, cla
 due rows for the relay, take a lease, hold it for a write, renew, finish, fail, retry,
 and count the work by state for the operators' metrics.
 
+Work may wait for a due time (`due_at`: a reminder): until then the relay leaves it in
+the database, and a job that runs it early (a stray RQ job) takes no lease.
+
 A job owns its row through a lease: a random token and an expiry on the database's
 clock (so the machines' clocks need not agree). Every write a job makes goes through
 `hold()`, which locks the row and checks the token; a job that outlived its lease finds
@@ -28,15 +31,19 @@ from storage.models import PendingWork
 FOLLOW_UP = "follow_up"  # a new ticket: fetch its recording, transcribe it, queue its emails
 VOICE_MESSAGE = "voice_message"  # a message added by phone to a ticket: fetch, transcribe, notify
 EMAIL = "email"  # one email (storage.emails)
+ONCALL_SMS = "oncall_sms"  # a critical ticket: the SMS to the on-call technician, at once
+ONCALL_REMINDER = "oncall_reminder"  # its reminder at half the response time, if nobody has acted (due_at)
+URGENT = frozenset({ONCALL_SMS, ONCALL_REMINDER})  # handed to RQ at the front of the queue
 
 # The states of a row, as the metrics name them (`get_work_by_state`), in the order they are told apart.
 DONE = "done"  # finished
 FAILED = "failed"  # failed for good (MAX_STARTS, or a job's last retry): only `flask retry-failed` revives it
 RUNNING = "running"  # a job holds its lease
+SCHEDULED = "scheduled"  # its due time has not come (a reminder): the relay hands it over then
 RETRYING = "retrying"  # a run failed; RQ's scheduler holds the retry (enqueued_at is when it is due)
 QUEUED = "queued"  # handed to Redis by the relay, no job has started it yet
 WAITING = "waiting"  # not yet handed to Redis: the relay will
-STATES = (WAITING, QUEUED, RETRYING, RUNNING, FAILED, DONE)
+STATES = (SCHEDULED, WAITING, QUEUED, RETRYING, RUNNING, FAILED, DONE)
 
 # A job that took its lease this many times in a row without ending (killed each time, say) is failed.
 MAX_STARTS = 5
@@ -79,11 +86,20 @@ def add(
     ticket_id: int | None = None,
     message_id: int | None = None,
     email_id: int | None = None,
+    due_at: datetime | None = None,
 ) -> PendingWork:
     """Add the work of something just created (its `key` is new; unique in the table) in the caller's
-    transaction; the relay will enqueue it after the commit."""
+    transaction; the relay will enqueue it after the commit, or once `due_at` has come."""
     work = PendingWork(
-        key=key, kind=kind, ticket_id=ticket_id, message_id=message_id, email_id=email_id, version=0, runs=0, starts=0
+        key=key,
+        kind=kind,
+        ticket_id=ticket_id,
+        message_id=message_id,
+        email_id=email_id,
+        due_at=due_at,
+        version=0,
+        runs=0,
+        starts=0,
     )
     session.add(work)
     return work
@@ -112,14 +128,15 @@ def reopen(session: Session, key: str) -> None:
 def claim_due(session: Session, requeue_after: timedelta, limit: int = 100) -> list[tuple[int, str, int]]:
     """For the relay: mark the due rows enqueued, and return (id, kind, runs) for each.
 
-    Due: not done, not failed, not leased by a running job, and not enqueued recently (a
-    job lost in Redis is sent again after `requeue_after`). The caller commits, then talks
+    Due: not done, not failed, its due time (if any) come, not leased by a running job, and not
+    enqueued recently (a job lost in Redis is sent again after `requeue_after`). The caller commits, then talks
     to Redis, outside the transaction; `unclaim` puts back what Redis did not take.
     """
     now = database_now(session)
     due = select(PendingWork).where(
         PendingWork.done_at.is_(None),
         PendingWork.failed_at.is_(None),
+        or_(PendingWork.due_at.is_(None), PendingWork.due_at <= now),
         or_(PendingWork.lease_until.is_(None), PendingWork.lease_until < now),
         or_(PendingWork.enqueued_at.is_(None), PendingWork.enqueued_at < now - requeue_after),
     )
@@ -145,7 +162,7 @@ def unclaim(session: Session, work_ids: list[int]) -> None:
 
 
 def take_lease(session: Session, work_id: int, seconds: int) -> Lease | None:
-    """Take the row for a job (a new token, an expiry on the database's clock); None if done or leased."""
+    """Take the row for a job (a new token, an expiry on the database's clock); None if done, leased or not due."""
     now = database_now(session)
     token = secrets.token_hex(16)
     taken = session.execute(
@@ -154,6 +171,7 @@ def take_lease(session: Session, work_id: int, seconds: int) -> Lease | None:
             PendingWork.id == work_id,
             PendingWork.done_at.is_(None),
             PendingWork.failed_at.is_(None),
+            or_(PendingWork.due_at.is_(None), PendingWork.due_at <= now),
             or_(PendingWork.lease_until.is_(None), PendingWork.lease_until < now),
         )
         .values(lease_token=token, lease_until=now + timedelta(seconds=seconds), starts=PendingWork.starts + 1)
@@ -277,6 +295,7 @@ def get_work_by_state(session: Session) -> list[WorkCount]:
         (PendingWork.done_at.is_not(None), DONE),
         (PendingWork.failed_at.is_not(None), FAILED),
         (PendingWork.lease_until > now, RUNNING),
+        (PendingWork.due_at > now, SCHEDULED),
         (PendingWork.enqueued_at > now, RETRYING),
         (PendingWork.enqueued_at.is_not(None), QUEUED),
         else_=WAITING,

@@ -33,6 +33,8 @@ EVENT_KINDS = frozenset(
         "email_refused",  # email, to, answer
         "email_failed",  # to, and error or starts
         "follow_up_failed",  # work, and error or starts
+        "oncall_sms",  # alert (alert, reminder), to (masked), sid: an SMS Twilio took for the on-call technician
+        "oncall_sms_refused",  # alert, to (masked), answer: Twilio refused it (4xx), not tried again
         "follow_up_retried",  # work
         "voice_message",  # recording_sid
         "voice_message_transcript",  # words

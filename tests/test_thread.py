@@ -51,6 +51,8 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "email_failed": {"to": "giulia@example.it", "error": "SMTPServerDisconnected: gone"},
     "follow_up_failed": {"work": "follow_up", "starts": 3},
     "follow_up_retried": {"work": "email"},
+    "oncall_sms": {"alert": "alert", "to": "*********567", "sid": "SM" + "0" * 32},
+    "oncall_sms_refused": {"alert": "reminder", "to": "*********567", "answer": "HTTP 400, error 21211: Invalid 'To'"},
     "voice_message": {"recording_sid": "RE123"},
     "voice_message_transcript": {"words": "Ora non funziona niente."},
     "fallback": {},

@@ -2,7 +2,8 @@
 
 - a new ticket's follow-up: fetch its recording, transcribe it, queue its emails;
 - a spoken message added to a ticket: fetch, transcribe, queue the notice;
-- one email: claim it, send it, keep on the thread how it went.
+- one email: claim it, send it, keep on the thread how it went;
+- a critical ticket's SMS to the on-call technician, and its reminder (ivr.jobs.oncall).
 
 No database transaction stays open across network I/O or slow work. Each step reads
 what it needs in a short transaction, does the slow part with none open, and writes its
@@ -24,9 +25,10 @@ from pathlib import Path
 from rq import get_current_job
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk import deadlines, notices, sla
+from helpdesk import deadlines, notices, oncall, sla
 from helpdesk.urgency import raised_by_transcript
 from ivr.jobs import mail
+from ivr.jobs.oncall import alert_on_call, remind_on_call
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
@@ -49,6 +51,7 @@ SENT_EVENT = {
     mail.CONFIRMATION_REFUSED: "dispatch_email",
     mail.VOICE_MESSAGE: "voice_message_email",
     mail.PIN_LOCKED: "dispatch_email",
+    mail.ONCALL_REMINDER: "dispatch_email",
 }
 
 
@@ -259,6 +262,7 @@ def _raise_urgency(session: Session, ticket: Ticket, words: str, table: sla.SlaT
         ticket.urgency = level
         facts.update(deadlines.count(ticket, table, before))
         record_event(session, ticket, "urgency_raised", **facts)
+        oncall.alert_if_critical(session, ticket, table)
 
 
 # -- one email ----------------------------------------------------------------------------
@@ -324,6 +328,8 @@ RUNNERS: dict[str, Callable[[Job], None]] = {
     outbox.FOLLOW_UP: follow_up_ticket,
     outbox.VOICE_MESSAGE: follow_up_message,
     outbox.EMAIL: send_email,
+    outbox.ONCALL_SMS: alert_on_call,
+    outbox.ONCALL_REMINDER: remind_on_call,
 }
 
 

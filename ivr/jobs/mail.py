@@ -30,6 +30,7 @@ CONFIRMATION_REFUSED = "confirmation_refused"
 VOICE_MESSAGE = "voice_message"
 PIN_LOCKED = "pin_locked"
 SPOOL_DEAD_LETTER = "spool_dead_letter"
+ONCALL_REMINDER = "oncall_reminder"  # a critical ticket unanswered at half its response time (ivr.jobs.oncall)
 
 
 class Refused(Exception):

@@ -126,7 +126,10 @@ def _call_transaction() -> CallTransaction:
     """The webhook's work on its call (by CallSid); the caller ID is parsed only if the call must be stored."""
     raw_from = request.form.get("From")
     return CallTransaction(
-        current_app.config["ENGINE"], request.form.get("CallSid", ""), lambda: calls.caller_id(raw_from)
+        current_app.config["ENGINE"],
+        request.form.get("CallSid", ""),
+        lambda: calls.caller_id(raw_from),
+        current_app.config["SESSION_INFO"],
     )
 
 

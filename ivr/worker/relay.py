@@ -62,6 +62,8 @@ def relay_once(settings: Settings, make_session: sessionmaker[Session], queue: Q
                 retry=retry_policy(settings),
                 failure_ttl=365 * 24 * 3600,
                 description=f"{kind} {work_id}",
+                # An on-call alert jumps the queue: it must not wait behind a transcription.
+                at_front=kind in outbox.URGENT,
             )
             enqueued += 1
     except RedisError:

@@ -6,6 +6,7 @@ from functools import cache
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk import oncall
 from ivr.settings import Settings
 from storage.db import make_engine, make_sessionmaker
 
@@ -17,4 +18,5 @@ def settings() -> Settings:
 
 @cache
 def session_factory() -> sessionmaker[Session]:
-    return make_sessionmaker(make_engine(settings().database_url))
+    alerts_on = bool(settings().oncall_sms_to)
+    return make_sessionmaker(make_engine(settings().database_url), oncall.session_info(alerts_on))
