@@ -22,7 +22,7 @@ from helpdesk.access import LockReport, StatusGuard
 from helpdesk.sla import SlaTable
 from prompts import Pause, Speech
 from storage.calls import CallRecord, CallTransaction
-from storage.models import Call
+from storage.models import Call, utcnow
 
 AGAIN = "again"
 
@@ -193,6 +193,10 @@ class Turn:
             query["item"] = str(self.item)
         return self.url(step, query)
 
+    def note(self, moment: str) -> None:
+        """Keep when something first happened in the call (`forwarded_at`, `status_heard_at`: for statistics)."""
+        self.db.change(**{moment: utcnow()})
+
     def say(self, key: str, **values: object) -> None:
         """Queue a prompt to be said before the next step's own prompt."""
         self.notices.append((key, values))
@@ -348,6 +352,7 @@ class CallFlow:
             )
             response.redirect(turn.step_url(step.name, event="silence"), method="POST")
         elif isinstance(step, Transfer):
+            turn.note("forwarded_at")  # the line dials a technician: a forwarded call
             _speak(response, speech, catalogue)
             response.dial(
                 turn.dial_number or "", action=turn.step_url(step.name), method="POST", timeout=turn.dial_timeout

@@ -146,6 +146,7 @@ def my_tickets(turn: Turn) -> Speech:
     else:
         speech.append(text("my_tickets_next"))
     ticket = tickets[index]
+    turn.note("status_heard_at")  # a ticket's status read to the caller
     speech += prompts.spoken_digits(ticket.number or "")
     speech.append(text("status_phase", phase=text(f"phase_{ticket.status}")))
     now, zone = utcnow(), ZoneInfo(turn.timezone)
@@ -157,6 +158,7 @@ def ticket_status(turn: Turn) -> Speech:
     ticket = _inquiry_ticket(turn)
     if ticket is None:
         return []
+    turn.note("status_heard_at")  # a ticket's status read to the caller
     return status_speech(ticket, turn.language, utcnow(), ZoneInfo(turn.timezone))
 
 

@@ -12,7 +12,7 @@ import functools
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ from helpdesk.sla import load as load_sla
 from ivr.db import db_session
 from storage.models import Ticket, User, utcnow
 from storage.phones import to_e164
+from storage.stats import UnknownCustomer, as_dict, period, statistics
 from storage.tickets import get_ticket_by_number, get_ticket_for_update, get_tickets_of_caller
 from storage.users import get_user_by_email
 
@@ -121,6 +122,51 @@ def _pin(fields: Mapping[str, Any]) -> str | None:
     if given is None:
         return None
     return str(given).strip() or None
+
+
+@bp.get("/stats")
+@token_required
+def stats() -> Any:
+    """A period's statistics (storage.stats): `from` and `to` days (YYYY-MM-DD, `to` included) in the help
+    desk's time zone, by default the current month; `customer`, a customer's code, for its tickets and calls."""
+    zone = current_app.config["SETTINGS"].business_timezone
+    now = utcnow()
+    try:
+        first, last = _days(request.args.get("from"), request.args.get("to"), now.astimezone(ZoneInfo(zone)).date())
+    except ValueError as bad:
+        return jsonify(error=str(bad)), 400
+    start, end = period(first, last, zone)
+    customer = request.args.get("customer") or None
+    try:
+        found = statistics(db_session().connection(), start, end, customer_code=customer, now=now, timezone=zone)
+    except UnknownCustomer:
+        return jsonify(error=f"no customer has the code {customer!r}"), 400
+    return jsonify(as_dict(found))
+
+
+def _days(first: str | None, last: str | None, today: date) -> tuple[date, date]:
+    """(from, to): as given, or the month of the other one, or the current month; ValueError says what is wrong."""
+    parsed = {name: _day(name, value) for name, value in (("from", first), ("to", last))}
+    start = parsed["from"] or (parsed["to"] or today).replace(day=1)
+    end = parsed["to"] or _month_end(parsed["from"] or today)
+    if end < start:
+        raise ValueError(f"`to` ({end.isoformat()}) is before `from` ({start.isoformat()})")
+    return start, end
+
+
+def _day(name: str, value: str | None) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"`{name}` must be a day as YYYY-MM-DD, not {value!r}") from None
+
+
+def _month_end(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
 @bp.get("/tickets")

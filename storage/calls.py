@@ -11,17 +11,21 @@ in one UPDATE. The ORM shares the connection and the transaction, for the rare h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from storage.models import Call, Customer, Ticket, utcnow
+
+log = logging.getLogger(__name__)
 
 calls: Table = Call.__table__  # type: ignore[assignment]
 _customers: Table = Customer.__table__  # type: ignore[assignment]
@@ -46,9 +50,14 @@ COLUMNS = (
     "inquiry_number",
     "call_status",
     "duration",
+    "forwarded_at",
+    "status_heard_at",
     "started_at",
     "ended_at",
 )
+# Moments kept from their first time in the call (for statistics): a later change leaves them as they are.
+ONCE = frozenset({"forwarded_at", "status_heard_at"})
+SHORT_WAIT_MS = 200  # how long a read-only webhook waits for SQLite's write lock to store them
 # Read with it, from the rows it points to: what the line says without another query.
 JOINED = ("company", "ticket_number", "ticket_recording_sid")
 
@@ -99,6 +108,8 @@ class CallRecord:
     inquiry_number: str | None
     call_status: str | None
     duration: int | None
+    forwarded_at: datetime | None
+    status_heard_at: datetime | None
     started_at: datetime
     ended_at: datetime | None
     company: str | None
@@ -226,7 +237,9 @@ def _upsert_of(dialect_name: str, columns: frozenset[str]) -> Any:
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     names = ("call_sid", "caller", "started_at", "updated_at", *_NEW_CALL_DEFAULTS, *sorted(columns))
     insert = dialect.insert(calls).values({name: bindparam(name, type_=calls.c[name].type) for name in names})
-    changed = {name: insert.excluded[name] for name in (*sorted(columns), "updated_at")}
+    changed: dict[str, Any] = {name: insert.excluded[name] for name in (*sorted(columns), "updated_at")}
+    for name in ONCE & columns:  # told without reading: the stored moment, if any, stays
+        changed[name] = func.coalesce(calls.c[name], insert.excluded[name])
     return insert.on_conflict_do_update(index_elements=["call_sid"], set_=changed)
 
 
@@ -274,8 +287,15 @@ class CallTransaction:
         """Set these columns of the call, without needing to read it.
 
         In a webhook that read for reading only, they are stored after its reads, as one
-        statement of their own: reading still waits for no writer.
+        statement of their own: reading still waits for no writer. A moment of ONCE that the
+        call read has already is left as it is (and, told without reading, kept by the statement).
         """
+        if self._call is not None:
+            columns = {
+                name: value for name, value in columns.items() if name not in ONCE or getattr(self._call, name) is None
+            }
+            if not columns:
+                return
         if self._connection is not None and not self.write:
             self._told = {**(self._told or {}), **columns}
             return
@@ -301,7 +321,8 @@ class CallTransaction:
         if self._call is None:
             call = get_or_start_call(self.connection, self.call_sid, self.caller(), lock=self.write)
             for name, value in (self._told or {}).items():
-                setattr(call, name, value)
+                if name not in ONCE or getattr(call, name) is None:
+                    setattr(call, name, value)
             self._call, self._told = call, None
         return self._call
 
@@ -338,10 +359,15 @@ class CallTransaction:
             save_call(self._connection, self._call)
         self._connection.commit()
         if self._told:  # told after reading for reading only
-            self._store_told()
+            self._store_told(wait=not ONCE.issuperset(self._told))
 
-    def _store_told(self) -> None:
-        """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer)."""
+    def _store_told(self, *, wait: bool = True) -> None:
+        """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer).
+
+        Not `wait`: moments for statistics alone, told after a read-only webhook's reads, which
+        waits for no writer: on SQLite, while another process holds the write lock, they are
+        dropped after a short wait (and logged) rather than keep the caller in silence.
+        """
         told = self._told or {}
         now = utcnow()
         row = {**_NEW_CALL_DEFAULTS, "call_sid": self.call_sid, "caller": self.caller()}
@@ -350,11 +376,23 @@ class CallTransaction:
         # (storage.db), so the statement commits itself when no BEGIN is sent.
         autocommit = {"isolation_level": "AUTOCOMMIT"} if self.engine.dialect.name == "postgresql" else {}
         with self.engine.connect().execution_options(single_statement=True, **autocommit) as connection:
-            if told:
-                connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
-            else:
-                connection.execute(_INSERT_IF_NEW[connection.dialect.name], row)
-            connection.commit()
+            patience = None
+            if not wait and connection.dialect.name == "sqlite":
+                patience = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {SHORT_WAIT_MS}")
+            try:
+                if told:
+                    connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
+                else:
+                    connection.execute(_INSERT_IF_NEW[connection.dialect.name], row)
+                connection.commit()
+            except OperationalError:
+                if patience is None:
+                    raise
+                log.warning("call %s: the database was locked; not stored: %s", self.call_sid, sorted(told))
+            finally:
+                if patience is not None:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(patience)}")
         self._told = None
 
     def close(self) -> None:

@@ -105,7 +105,10 @@ class Call(Base):
     inquiry_index: Mapped[int] = mapped_column(Integer, default=0)  # no longer written (see `step`)
     call_status: Mapped[str | None] = mapped_column(String(20))
     duration: Mapped[int | None] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # For statistics: when the line first dialled a technician, first read a ticket's status to the caller.
+    forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status_heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)  # a period's calls
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -126,6 +129,7 @@ class Ticket(Base):
     __table_args__ = (
         Index("ix_tickets_contact_id_status", "contact_id", "status"),
         Index("ix_tickets_status_urgency", "status", "urgency"),
+        Index("ix_tickets_customer_id_created_at", "customer_id", "created_at"),  # a customer's period (statistics)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -318,6 +322,8 @@ class PendingWork(Base):
     """
 
     __tablename__ = "pending_work"
+    # The work not yet done, without reading the done (statistics: the backlog, the failed jobs).
+    __table_args__ = (Index("ix_pending_work_done_at_failed_at", "done_at", "failed_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(100), unique=True)  # what the work is about, once

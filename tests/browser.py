@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 from flask import Flask
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Download, Locator, Page, expect
 from werkzeug.serving import make_server
 
 from ivr.simulator import twilio_requests as twilio
@@ -326,3 +326,64 @@ class TicketPage:
             if containing in label:
                 return label
         raise AssertionError(f"no {containing!r} among {self.choices(*field)}")
+
+
+class StatisticsPage:
+    """/console/stats (dispatchers only): a period's figures; the charts are SVG drawn by the server, each series
+    a `g[data-series]` of bars, each chart with a table of the same figures under it."""
+
+    PATH = "/console/stats"
+    MENU_LINK = "header nav a[href$='/console/stats']"
+    CHART = "svg#{chart}"
+    SERIES = "svg#{chart} g[data-series]"
+    BARS = "svg#{chart} g[data-series='{series}'] rect"
+    FIGURE = "#stats-{table}-table tr[data-figure='{name}'] data"
+    FROM = "form#stats-period input[name=from]"
+    TO = "form#stats-period input[name=to]"
+    SHOW = "form#stats-period button[type=submit]"
+    DOWNLOAD = "a#stats-csv"
+
+    def __init__(self, page: Page, url: str) -> None:
+        self.page, self.url = page, url
+
+    def open_from_the_menu(self) -> StatisticsPage:
+        """Follow the navigation's link, from whatever console page is open."""
+        self.page.click(self.MENU_LINK)
+        self.wait_until_shown()
+        return self
+
+    def wait_until_shown(self) -> None:
+        self.page.wait_for_url(re.compile(re.escape(self.url + self.PATH) + r"(\?.*)?$"), timeout=WAIT_MS)
+        expect(self.page.locator(self.CHART.format(chart="stats-tickets-chart"))).to_be_visible()
+
+    def choose_period(self, first: str, last: str) -> StatisticsPage:
+        """Type the days (YYYY-MM-DD, as a date input takes them) and show the period."""
+        self.page.fill(self.FROM, first)
+        self.page.fill(self.TO, last)
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            self.page.click(self.SHOW)
+        self.wait_until_shown()
+        return self
+
+    def chart(self, chart: str) -> Locator:
+        return self.page.locator(self.CHART.format(chart=chart))
+
+    def series(self, chart: str) -> dict[str, int]:
+        """{series: its bars} of a chart, as the browser has drawn it."""
+        keys = [
+            group.get_attribute("data-series") or ""
+            for group in self.page.locator(self.SERIES.format(chart=chart)).all()
+        ]
+        return {key: self.bars(chart, key).count() for key in keys}
+
+    def bars(self, chart: str, series: str) -> Locator:
+        return self.page.locator(self.BARS.format(chart=chart, series=series))
+
+    def figure(self, table: str, name: str) -> str:
+        """A figure of a table under the charts (calls, to-number, worker), as its <data value> gives it."""
+        return self.page.locator(self.FIGURE.format(table=table, name=name)).get_attribute("value") or ""
+
+    def download_csv(self) -> Download:
+        with self.page.expect_download(timeout=WAIT_MS) as download:
+            self.page.click(self.DOWNLOAD)
+        return download.value

@@ -25,7 +25,16 @@ from ivr import create_app
 from ivr.settings import Settings
 from ivr.simulator import twilio_requests as twilio
 from storage.models import Ticket
-from tests.browser import CHROMIUM, VIEWPORT, Console, LiveCaller, LiveServer, launch_chromium, screenshot
+from tests.browser import (
+    CHROMIUM,
+    VIEWPORT,
+    Console,
+    LiveCaller,
+    LiveServer,
+    StatisticsPage,
+    launch_chromium,
+    screenshot,
+)
 from tests.conftest import DISPATCH, GIULIA, STRANGER, SmtpSink, free_port, phone_audio
 from tests.test_end_to_end import Line, line, redis_server  # noqa: F401  (fixtures: the worker and its Redis)
 
@@ -284,3 +293,35 @@ def test_the_dispatcher_works_the_ticket_to_closed_and_the_caller_hears_it_on_th
     by_the_dispatcher = [entry for entry in ticket.thread_entries() if entry.startswith(DISPATCHER[0])]
     assert len(by_the_dispatcher) == 9  # urgency, match, assignment, estimate, five phase moves: each on the thread
     screenshot(ticket.thread(), "thread")
+
+
+def test_the_dispatcher_reads_the_days_calls_in_the_statistics_drawn_as_charts(desk: HelpDesk, console: Console, page):
+    calls = [
+        desk.call_with_a_problem(GIULIA, "Il server dei file non risponde e in ufficio nessuno lavora."),
+        desk.leave_voicemail(PRINTER_MESSAGE),
+    ]
+    desk.hear_status(GIULIA)  # a question the line answers on its own
+    voicemail = desk.ticket(calls[1]).number or ""
+
+    queue = console.sign_in(DISPATCHER[1], DISPATCHER[2])
+    queue.wait_for_ticket(voicemail)
+    ticket = queue.open_ticket(voicemail)
+    ticket.set_urgency("high", reason="Nessuno in ufficio riesce a stampare le bolle di consegna.")  # answered
+    for phase in ("triage", "diagnostics", "intervention", "resolved"):  # and restored
+        ticket.move_to(phase)
+
+    stats = StatisticsPage(page, desk.server.url).open_from_the_menu()  # the current month, every customer
+    expected: dict[str, int] = {}
+    for opened in (desk.ticket(call) for call in calls):
+        expected[f"{opened.channel}/{opened.urgency}"] = 1  # today's: one bar in its series
+    assert len(expected) == 2  # critical (everything stopped, premium), and high
+    assert stats.series("stats-tickets-chart") == expected
+    assert stats.series("stats-response-chart") == {"median": 1, "p90": 1}  # the voicemail was answered ...
+    assert stats.series("stats-restore-chart") == {"median": 1, "p90": 1}  # ... and restored; the other not yet
+    box = stats.bars("stats-tickets-chart", next(iter(expected))).first.bounding_box()
+    assert box is not None and box["height"] > 0, "the bar is drawn"
+    assert stats.figure("calls", "answered") == "3" and stats.figure("calls", "status_answered") == "1"
+
+    download = stats.download_csv()
+    assert download.suggested_filename.startswith("stats_") and download.suggested_filename.endswith(".csv")
+    screenshot(page, "statistics")

@@ -1,6 +1,6 @@
-"""The dispatchers' console: sign-in, the queue, a ticket and its actions; server-rendered with Flask and Jinja.
+"""The dispatchers' console: sign-in, the queue, a ticket and its actions, statistics; server-rendered (Flask, Jinja).
 
-One blueprint per area (auth, queue, ticket); every page and file needs a signed-in user,
+One blueprint per area (auth, queue, ticket, stats); every page and file needs a signed-in user,
 every form a CSRF token. The help desk's rules are helpdesk/'s; views read the form, call
 them and render.
 """
@@ -35,7 +35,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def register_console(app: Flask) -> None:
     """Sessions, CSRF and the console's blueprints; the webhooks and the bearer-token API are exempt from CSRF."""
-    from ivr.console import auth, i18n, queue, ticket
+    from ivr.console import auth, i18n, queue, stats, ticket
 
     settings: Settings = app.config["SETTINGS"]
     if not settings.secret_key:
@@ -60,3 +60,4 @@ def register_console(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(queue.bp)
     app.register_blueprint(ticket.bp)
+    app.register_blueprint(stats.bp)

@@ -2,7 +2,7 @@
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-28
+Create Date: 2026-11-30
 
 `pending_work.due_at` holds work back until then (the half-time reminder of a critical
 ticket); the rows already there have none, and run as before.
