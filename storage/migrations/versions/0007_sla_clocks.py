@@ -3,7 +3,7 @@ breaches and a period's tickets
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-20
+Create Date: 2026-11-30
 
 The deadlines of tickets opened before are left empty: they are counted in SLA time from the
 table in force (helpdesk.deadlines), which SQL cannot do; the code counts them when it reads
