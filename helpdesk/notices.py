@@ -33,6 +33,7 @@ class Draft:
     subject: str
     body: str
     cc: tuple[str, ...] = ()
+    html: str | None = None  # an HTML alternative of `body` (the monthly report)
 
 
 def estimate_notice(ticket: Ticket, event_id: int, when: datetime, previous: datetime | None) -> Draft | None:
@@ -79,6 +80,7 @@ def queue(session: Session, draft: Draft, ticket: Ticket | None = None) -> Email
         cc=draft.cc,
         subject=draft.subject,
         body=draft.body,
+        html=draft.html,
         ticket=ticket,
     )
 

@@ -1,5 +1,5 @@
 """The operators' commands: `flask --app wsgi init-db | import-contacts FILE | set-pin CODE | add-user EMAIL |
-retry-failed | relay | configure-number NUMBER`."""
+retry-failed | relay | configure-number NUMBER | customer-report CODE --month YYYY-MM`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.orm import Session
 
-from ivr.settings import Settings
+from helpdesk import reports
+from helpdesk.report_email import html_body, queue_report
+from helpdesk.sla import load as load_sla
+from ivr.settings import PROJECT_DIR, Settings
 from ivr.twilio_number import (
     TWILIO_API,
     NumberError,
@@ -24,6 +27,7 @@ from ivr.twilio_number import (
 )
 from storage import db
 from storage.contacts import ContactImportError, import_contacts
+from storage.models import utcnow
 from storage.pins import PinError, set_customer_pin
 from storage.tickets import retry_failed_work
 from storage.users import (
@@ -36,9 +40,12 @@ from storage.users import (
     user_problems,
 )
 
+REPORTS_DIR = PROJECT_DIR / "var" / "reports"  # where `customer-report` writes, without --output
+
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(configure_number_command)
+    app.cli.add_command(customer_report_command)
 
     @app.cli.command("init-db")
     def init_db() -> None:
@@ -179,3 +186,44 @@ def configure_number_command(phone_number: str, base_url: str | None, api_url: s
             "signatures check out and callbacks point there",
             err=True,
         )
+
+
+@click.command("customer-report")
+@click.argument("customer_code")
+@click.option("--month", "month_text", required=True, help="The month, YYYY-MM: this month or one before.")
+@click.option("--send", is_flag=True, help="Email it to the customer's referents (once per month and referent).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML report without --send.  [default: var/reports/CODE-YYYY-MM.html]",
+)
+@with_appcontext
+def customer_report_command(customer_code: str, month_text: str, send: bool, output: Path | None) -> None:
+    """A customer's monthly report (tickets, their times and SLA outcomes, medians against the contract):
+    written to a file, or with --send queued as an email to each referent in their language."""
+    settings: Settings = current_app.config["SETTINGS"]
+    now = utcnow()
+    table = load_sla(settings.sla_table)
+    with current_app.config["SESSIONMAKER"]() as session, session.begin():
+        try:
+            month = reports.parse_month(month_text, now.astimezone(reports.HELP_DESK_ZONE).date())
+            customer = reports.get_customer(session, customer_code)
+        except reports.ReportError as error:
+            raise click.UsageError(str(error)) from None
+        report = reports.build_report(session, customer, month, table, now)
+        if not send:
+            path = output or REPORTS_DIR / f"{report.customer_code}-{month:%Y-%m}.html"
+            # The referents' language, Italian first: English only when every referent reads English.
+            languages = {reader.language for reader in report.readers}
+            language = "en" if languages == {"en"} else "it"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(html_body(report, language, report.customer_name), encoding="utf-8")
+            click.echo(str(path))
+            return
+        if not report.readers:
+            raise click.UsageError(f"customer {report.customer_code} has no referents: nobody to send the report to")
+        queued, before = queue_report(session, report)
+    for address in queued:
+        click.echo(f"queued for {address}")
+    for address in before:
+        click.echo(f"already queued before, not again: {address}")

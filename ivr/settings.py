@@ -143,6 +143,13 @@ class Settings:
     status_lock_seconds: int = setting(
         3600, "The window in which those attempts are counted; a budget spent stays locked until it ends."
     )
+    monthly_reports: str = setting(
+        "off",
+        "`on`: on the first of each month (07:00, Italian time) every customer's referents get the report of the "
+        "month before by email (see *Monthly reports*); set it for the worker. `off`: only "
+        "`flask customer-report` makes them.",
+        choices=("off", "on"),
+    )
     relay_interval: float = setting(2.0, "Seconds between two rounds of the relay.")
     lease_seconds: int = setting(
         150,

@@ -42,9 +42,11 @@ def queue_email(
     message_id: str = "",
     ticket: Ticket | None = None,
     cc: Sequence[str] = (),
+    html: str | None = None,
 ) -> Email:
     """Queue an email (once per `key`) and the work that sends it, in the caller's transaction.
 
+    `html`: an HTML alternative of `body`, sent with it as multipart/alternative.
     Without `message_id` the worker makes it from the key and MAIL_FROM when it sends
     (`message_id_for`): the help desk's rules queue emails without knowing the settings.
     """
@@ -59,6 +61,7 @@ def queue_email(
         cc=list(cc),
         subject=subject,
         body=body,
+        html=html,
         message_id=message_id,
     )
     session.add(email)
@@ -114,6 +117,11 @@ def release_claim(session: Session, email_id: int, token: str) -> None:
         .values(claimed_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def get_email(session: Session, key: str) -> Email | None:
+    """The email queued under `key`, if any."""
+    return session.scalars(select(Email).where(Email.key == key)).one_or_none()
 
 
 def get_emails_of_ticket(session: Session, ticket_id: int) -> list[Email]:

@@ -274,6 +274,7 @@ class Email(Base):
     cc: Mapped[list[str]] = mapped_column(JSON, default=list)  # copied addresses, in the same message
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)  # an HTML alternative of `body` (monthly report)
     message_id: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(32))

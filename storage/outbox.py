@@ -33,6 +33,7 @@ VOICE_MESSAGE = "voice_message"  # a message added by phone to a ticket: fetch, 
 EMAIL = "email"  # one email (storage.emails)
 ONCALL_SMS = "oncall_sms"  # a critical ticket: the SMS to the on-call technician, at once
 ONCALL_REMINDER = "oncall_reminder"  # its reminder at half the response time, if nobody has acted (due_at)
+MONTHLY_REPORTS = "monthly_reports"  # a month's customer reports, due on the next month's first
 URGENT = frozenset({ONCALL_SMS, ONCALL_REMINDER})  # handed to RQ at the front of the queue
 
 # The states of a row, as the metrics name them (`get_work_by_state`), in the order they are told apart.
@@ -271,6 +272,11 @@ def retry_failed(session: Session) -> list[PendingWork]:
         work.failed_at = work.enqueued_at = work.lease_until = work.lease_token = None
         work.failures = work.starts = 0
     return failed
+
+
+def get_work_key(session: Session, work_id: int) -> str | None:
+    """The key of the work row `work_id` (what a job is about, when its lease does not say: a month)."""
+    return session.scalar(select(PendingWork.key).where(PendingWork.id == work_id))
 
 
 def get_work(session: Session, key: str) -> PendingWork | None:

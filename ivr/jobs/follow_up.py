@@ -30,6 +30,7 @@ from helpdesk.urgency import raised_by_transcript
 from ivr.jobs import mail
 from ivr.jobs.oncall import alert_on_call, remind_on_call
 from ivr.jobs.recordings import RecordingRefused, RecordingUnavailable, download_recording
+from ivr.jobs.reports import send_monthly_reports
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
 from ivr.worker import runtime
@@ -330,6 +331,7 @@ RUNNERS: dict[str, Callable[[Job], None]] = {
     outbox.EMAIL: send_email,
     outbox.ONCALL_SMS: alert_on_call,
     outbox.ONCALL_REMINDER: remind_on_call,
+    outbox.MONTHLY_REPORTS: send_monthly_reports,
 }
 
 

@@ -18,6 +18,7 @@ from email.utils import formatdate
 import prompts
 from helpdesk import thread
 from helpdesk.notices import Draft  # one shape for every email drafted, here and by the actions
+from helpdesk.report_email import MONTHLY_REPORT  # noqa: F401  (a customer's month, to each referent)
 from ivr.settings import Settings
 from storage.emails import message_id_for
 from storage.models import Email, Ticket, TicketEvent, VoiceMessage
@@ -183,6 +184,8 @@ def compose(email: Email, settings: Settings, ticket_number: str | None) -> Emai
     if ticket_number:
         message["X-Ticket-Number"] = ticket_number
     message.set_content(email.body)
+    if email.html:  # multipart/alternative: the text first, the HTML that mail clients prefer last
+        message.add_alternative(email.html, subtype="html")
     return message
 
 

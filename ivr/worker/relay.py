@@ -15,12 +15,15 @@ from datetime import timedelta
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk.reports import schedule_monthly_reports
 from helpdesk.sla import load as load_sla
 from ivr.settings import Settings
 from ivr.voice import spool
 from storage import outbox
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,21 @@ def relay_once(settings: Settings, make_session: sessionmaker[Session], queue: Q
     return enqueued
 
 
+def schedule_reports(settings: Settings, make_session: sessionmaker[Session]) -> bool:
+    """With MONTHLY_REPORTS on, make sure this month's reports are in the outbox (one row, keyed by the month).
+
+    True if this relay wrote it; another relay that wrote it first makes the commit fail on the
+    unique key, and that is as good.
+    """
+    if settings.monthly_reports != "on":
+        return False
+    try:
+        with make_session() as session, session.begin():
+            return schedule_monthly_reports(session, utcnow())
+    except IntegrityError:
+        return False
+
+
 def run_relay(settings: Settings, make_session: sessionmaker[Session], *, once: bool = False) -> None:
     """Relay every RELAY_INTERVAL seconds, forever (or once)."""
     queue = job_queue(settings)
@@ -83,6 +101,11 @@ def run_relay(settings: Settings, make_session: sessionmaker[Session], *, once: 
             spool.ingest(settings.spool_dir, make_session, report_dead=report_dead, table=load_sla(settings.sla_table))
         except Exception:
             log.exception("spool ingestion failed; will try again")
+        try:
+            if schedule_reports(settings, make_session):
+                log.info("this month's customer reports are scheduled for the first of the next")
+        except Exception:
+            log.exception("could not schedule the monthly reports; will try again")
         try:
             count = relay_once(settings, make_session, queue)
             if redis_was_down:
