@@ -18,7 +18,6 @@ from email.utils import formatdate
 import prompts
 from helpdesk import thread
 from helpdesk.notices import Draft  # one shape for every email drafted, here and by the actions
-from helpdesk.report_email import MONTHLY_REPORT  # noqa: F401  (a customer's month, to each referent)
 from ivr.settings import Settings
 from storage.emails import message_id_for
 from storage.models import Email, Ticket, TicketEvent, VoiceMessage
