@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 from xml.etree import ElementTree
 
 import pytest
@@ -35,6 +39,36 @@ DIRECTORY_CSV = """customer_code,customer_name,sla,contact_name,email,phone,refe
 GIULIA = "+390392301122"  # a known contact of Officine Brambilla (premium)
 ANNA = "+390288997766"  # Studio Verdi (base)
 STRANGER = "+393471112233"
+
+
+def serve_on_loopback(handle: Callable[[BaseHTTPRequestHandler], None]) -> tuple[ThreadingHTTPServer, str]:
+    """A quiet HTTP server on a free loopback port, in a thread, handing every GET and POST to `handle`,
+    and its URL: the stand-ins of Twilio's REST API are made on it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            handle(self)
+
+        def do_POST(self) -> None:  # noqa: N802
+            handle(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def posted_form(request: BaseHTTPRequestHandler) -> dict[str, str]:
+    """The form a client of Twilio's REST API posted (one value per field)."""
+    length = int(request.headers.get("Content-Length") or 0)
+    return {k: v[0] for k, v in parse_qs(request.rfile.read(length).decode(), keep_blank_values=True).items()}
+
+
+def twilio_basic_auth(auth_token: str, account_sid: str = ACCOUNT_SID) -> str:
+    """The Authorization header twilio's client sends for the account."""
+    return "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
 
 
 def free_port() -> int:

@@ -3,12 +3,10 @@ and what it tells the user."""
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +14,7 @@ import pytest
 
 from ivr import create_app
 from ivr.settings import Secret, Settings
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, posted_form, serve_on_loopback, twilio_basic_auth
 
 NUMBER_SID = "PN" + "a" * 32
 LINE_NUMBER = "+390392847438"
@@ -40,30 +38,14 @@ class TwilioApi:
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                api.handle(self)
-
-            def do_POST(self) -> None:  # noqa: N802
-                api.handle(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.httpd, self.url = serve_on_loopback(self.handle)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        form = {k: v[0] for k, v in parse_qs(request.rfile.read(length).decode(), keep_blank_values=True).items()}
+        form = posted_form(request)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.received.append(Received(request.command, parts.path, query, form))
-        expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{self.auth_token}".encode()).decode()
-        if request.headers.get("Authorization") != expected:
+        if request.headers.get("Authorization") != twilio_basic_auth(self.auth_token):
             return self.reply(request, 401, {"code": 20003, "message": "Authenticate", "status": 401})
         if request.command == "GET" and parts.path == f"{NUMBERS_PATH}.json":
             wanted = query.get("PhoneNumber", "")

@@ -4,15 +4,14 @@ dispatchers emailed, at half its response time if nobody has acted on it."""
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import urlsplit
 
 import pytest
 from flask import url_for
@@ -29,7 +28,18 @@ from storage import outbox
 from storage.models import PendingWork, TextMessage, Ticket, User, utcnow
 from storage.phones import masked
 from storage.sms import get_text_messages_of_ticket
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, DISPATCH, GIULIA, Caller, with_settings
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BASE_URL,
+    DISPATCH,
+    GIULIA,
+    Caller,
+    posted_form,
+    serve_on_loopback,
+    twilio_basic_auth,
+    with_settings,
+)
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -62,24 +72,11 @@ class TwilioMessages:
     entered: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                api.handle(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.httpd, self.url = serve_on_loopback(self.handle)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        form = {k: v[0] for k, v in parse_qs(request.rfile.read(length).decode(), keep_blank_values=True).items()}
-        expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-        if request.headers.get("Authorization") != expected:
+        form = posted_form(request)
+        if request.headers.get("Authorization") != twilio_basic_auth(AUTH_TOKEN):
             self.refused_auth += 1
             return self.reply(request, 401, {"code": 20003, "message": "Authenticate", "status": 401})
         if urlsplit(request.path).path != MESSAGES_PATH:

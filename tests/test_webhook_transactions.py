@@ -189,10 +189,6 @@ def test_a_hung_up_call_is_ended_in_one_statement(app, client):
         assert session.scalars(select(Call.duration).where(Call.call_sid == call.call_sid)).one() == 30
 
 
-def test_no_round_trip_checks_a_pooled_connection_before_each_webhook(app, client):
-    call = at_main_menu(client)
-    call.press("1")
-    with statements(app.config["ENGINE"]) as seen:
-        call.press("1")
-    assert not any(s.upper() in ("SELECT 1", "SELECT 1;") for s in seen)  # what pool_pre_ping sends
+def test_no_round_trip_checks_a_pooled_connection_before_each_webhook(app):
+    """No pre-ping: a dropped connection is handled by the retry (tested above), not paid for on every webhook."""
     assert app.config["ENGINE"].pool._pre_ping is False

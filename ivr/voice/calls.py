@@ -74,9 +74,7 @@ def record_call_status(session: Session, form: Mapping[str, str], *, table: SlaT
         ended = stored_calls.end_call(connection, form.get("CallSid", ""), status, duration, _event_time(form))
         if ended is not None:  # the usual case: a stored call, not ended before
             if ended.ticket_id is None and ended.recording_sid is not None:
-                orm_call = session.get(Call, ended.id)
-                assert orm_call is not None
-                open_ticket(session, orm_call, voicemail=True, opened_by="hangup", table=table)
+                _open_hangup_ticket(session, ended.id, table)
             return
     call = stored_calls.get_or_start_call(connection, form.get("CallSid", ""), caller_id(form.get("From")), lock=True)
     if status in FINAL_STATUSES:  # a call we never saw, or a repeated end
@@ -87,15 +85,20 @@ def record_call_status(session: Session, form: Mapping[str, str], *, table: SlaT
             call.ended_at = _event_time(form)
         if call.ticket_id is None and call.recording_sid is not None:
             save_call(connection, call)
-            orm_call = session.get(Call, call.id, populate_existing=True)
-            assert orm_call is not None
-            open_ticket(session, orm_call, voicemail=True, opened_by="hangup", table=table)
+            _open_hangup_ticket(session, call.id, table)
             return
     elif status in _PROGRESS and call.call_status not in FINAL_STATUSES:
         # Progress never overwrites an end that arrived first.
         if call.call_status is None or _PROGRESS.index(status) >= _PROGRESS.index(call.call_status):
             call.call_status = status
     save_call(connection, call)
+
+
+def _open_hangup_ticket(session: Session, call_id: int, table: SlaTable | None) -> None:
+    """The ticket of a call that ended with a message the caller did not confirm (the call's row is stored)."""
+    call = session.get(Call, call_id, populate_existing=True)
+    assert call is not None
+    open_ticket(session, call, voicemail=True, opened_by="hangup", table=table)
 
 
 def _event_time(form: Mapping[str, str]) -> datetime:
