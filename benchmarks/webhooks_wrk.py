@@ -1,6 +1,6 @@
 """What our webhooks cost under load, against a bare signed Flask answer, measured with wrk.
 
-    .venv/bin/python -m benchmarks.webhooks_wrk [--seconds 5] [--rounds 3] [--calls-per-second 2500]
+    .venv/bin/python -m benchmarks.webhooks_wrk [--seconds 5] [--rounds 3] [--calls-per-second 2500] [--only WORDS]
 
 Run from the project root (gunicorn reads its `gunicorn.conf.py` there). It starts, on
 loopback, our app as the Procfile runs it (gunicorn, 2 sync workers, `wsgi:app`) on a fresh
@@ -607,9 +607,10 @@ def start_servers(stack: ExitStack, work_dir: Path, postgresql_url: str | None) 
 
 
 def benchmark(run: Run, wrk: str, script: Path, args: argparse.Namespace, work_dir: Path) -> None:
+    targets = [t for t in TARGETS if not args.only or any(words in t.name for words in args.only)]
     for server in run.apps:
         give_open_tickets(server, PAOLO, OPEN_TICKETS_OF_PAOLO)
-    prepared = {(t.name, s.name): prepare(t, s) for t in TARGETS for s in run.apps}
+    prepared = {(t.name, s.name): prepare(t, s) for t in targets for s in run.apps}
     baseline = prepare(BASELINE, run.baseline)
     calls = args.calls_per_second * args.seconds
     started = time.monotonic()
@@ -618,7 +619,7 @@ def benchmark(run: Run, wrk: str, script: Path, args: argparse.Namespace, work_d
             base = measure(wrk, script, baseline, connections, args.seconds, calls, round_, work_dir)
             base.ratio = 1.0
             run.measurements.append(base)
-            for target in TARGETS:
+            for target in targets:
                 for server in run.apps:  # A B A B: the databases alternate within the round
                     m = measure(
                         wrk,
@@ -694,6 +695,9 @@ def main() -> None:
     parser.add_argument("--postgresql-url", default=POSTGRESQL_URL, help=f"default {POSTGRESQL_URL}")
     parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
+    parser.add_argument(
+        "--only", action="append", metavar="WORDS", help="measure only the targets whose name holds WORDS (repeatable)"
+    )
     args = parser.parse_args()
 
     wrk = ensure_wrk()

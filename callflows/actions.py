@@ -14,7 +14,7 @@ from __future__ import annotations
 import prompts
 from callflows import status
 from callflows.engine import Checker, Decider, SideEffect, Speaker, Turn, seconds
-from helpdesk import intake
+from helpdesk import intake, oncall
 from prompts import Speech
 from storage.contacts import get_customer_by_code, identify_by_phone
 from storage.phones import to_e164
@@ -53,15 +53,17 @@ def forget_recording(turn: Turn, _: object) -> None:
 def open_ticket(turn: Turn, kind: object) -> None:
     """Open the call's ticket (once); `kind` "voicemail" when the caller did not confirm on the line."""
     voicemail = kind == "voicemail"
-    call = turn.orm_call()
-    intake.open_ticket(
-        turn.session,
+    call = turn.call
+    opened = intake.open_ticket_of_call(
+        turn.db.connection,
         call,
+        call.customer_sla,
         voicemail=voicemail,
         opened_by="voicemail" if voicemail else "line",
         table=turn.sla_table,
+        alerts=bool(turn.db.session_info.get(oncall.ALERTS)),
     )
-    turn.orm_done(call)
+    call.ticket_number, call.ticket_recording_sid = opened.number, opened.recording_sid
 
 
 # -- deciders --------------------------------------------------------------------------------
@@ -75,7 +77,8 @@ def identify_caller(turn: Turn) -> str:
     identity = identify_by_phone(turn.db.connection, call.caller)
     if identity is None:
         return "unknown"
-    call.contact_id, call.customer_id, call.company = identity.contact_id, identity.customer_id, identity.company
+    call.contact_id, call.customer_id = identity.contact_id, identity.customer_id
+    call.company, call.customer_sla = identity.company, identity.sla
     return "known"
 
 

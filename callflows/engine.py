@@ -22,7 +22,7 @@ from helpdesk.access import LockReport, StatusGuard
 from helpdesk.sla import SlaTable
 from prompts import Pause, Speech
 from storage.calls import CallRecord, CallTransaction
-from storage.models import Call, utcnow
+from storage.models import utcnow
 
 AGAIN = "again"
 
@@ -167,13 +167,6 @@ class Turn:
     def writing(self) -> None:
         """Announce that this webhook may write, before it reads."""
         self.db.writing()
-
-    def orm_call(self) -> Call:
-        """The call as an ORM object, with what changed so far stored; give it back with `orm_done`."""
-        return self.db.orm_call()
-
-    def orm_done(self, call: Call) -> None:
-        self.db.orm_done(call)
 
     @property
     def language(self) -> str:

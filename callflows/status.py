@@ -53,18 +53,23 @@ def status_speech(ticket: Ticket, language: str, now: datetime, timezone: ZoneIn
 
 
 def status_entry(turn: Turn) -> str:
-    """locked, unavailable, own_tickets (a contact known by caller ID, with open tickets) or ask_number."""
+    """own_tickets (a contact known by caller ID, with open tickets), locked, unavailable or ask_number.
+
+    A caller's own tickets are theirs by caller ID, no guess: the lock on guessing (helpdesk.access)
+    does not keep them, and hearing them asks nothing of Redis. The lock is checked before a
+    number is asked for (and again, with the budget, when one is typed).
+    """
     call = turn.call
     turn.item = 0  # the newest of the caller's tickets first
+    # call.contact is set from the caller ID only: a typed number never reaches here as identity.
+    if _own_tickets(turn):
+        return "own_tickets"
     try:
         if turn.status_guard.locked(caller_key_of(call.caller)):
             return LOCKED
     except GuardUnavailable:
         if call.contact_id is None:
             return UNAVAILABLE
-    # call.contact is set from the caller ID only: a typed number never reaches here as identity.
-    if _own_tickets(turn):
-        return "own_tickets"
     return "ask_number"
 
 

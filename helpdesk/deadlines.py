@@ -40,9 +40,18 @@ def half_response(ticket: Ticket, table: SlaTable) -> datetime:
     Half of the SLA time, not of the wall clock: a base ticket opened at 17:50 with an hour to
     answer is half-way at 09:20 the next working day, as its deadline is at 09:50.
     """
-    level = level_of(ticket)
-    span = table.response[level or UNREGISTERED_LEVEL][ticket.urgency]
-    return table.hours_of(level).add(ticket.created_at, span / 2)
+    return half_response_from(ticket.created_at, level_of(ticket), ticket.urgency, table)
+
+
+def half_response_from(opened_at: datetime, level: str | None, urgency: str, table: SlaTable) -> datetime:
+    """half_response of a ticket opened at `opened_at`, at SLA `level` (None: not matched) and `urgency`."""
+    span = table.response[level or UNREGISTERED_LEVEL][urgency]
+    return table.hours_of(level).add(opened_at, span / 2)
+
+
+def deadlines_from(opened_at: datetime, level: str | None, urgency: str, table: SlaTable) -> tuple[datetime, datetime]:
+    """(response, restore) deadlines of a ticket opened at `opened_at`, at SLA `level` and `urgency`."""
+    return table.response_due(opened_at, level, urgency), table.restore_due(opened_at, level, urgency)
 
 
 def count(ticket: Ticket, table: SlaTable, before: tuple[datetime, datetime] | None = None) -> dict[str, object]:
@@ -52,9 +61,7 @@ def count(ticket: Ticket, table: SlaTable, before: tuple[datetime, datetime] | N
     Returns {} when the deadlines stay as they were, else {"response_due": ..., "restore_due": ...}
     as ISO 8601 instants. The ticket must have been flushed (its opening time is set on insert).
     """
-    level = level_of(ticket)
-    response = table.response_due(ticket.created_at, level, ticket.urgency)
-    restore = table.restore_due(ticket.created_at, level, ticket.urgency)
+    response, restore = deadlines_from(ticket.created_at, level_of(ticket), ticket.urgency, table)
     moved = (before or (ticket.response_due_at, ticket.restore_due_at)) != (response, restore)
     ticket.response_due_at, ticket.restore_due_at = response, restore
     return {"response_due": response.isoformat(), "restore_due": restore.isoformat()} if moved else {}

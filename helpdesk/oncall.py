@@ -16,6 +16,10 @@ row is written.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from helpdesk import deadlines
@@ -54,11 +58,24 @@ def alert_if_critical(session: Session, ticket: Ticket, table: SlaTable) -> bool
     if outbox.get_work(session, alert_key(ticket.id)) is not None:
         return False
     outbox.add(session, outbox.ONCALL_SMS, alert_key(ticket.id), ticket_id=ticket.id)
-    outbox.add(
-        session,
-        outbox.ONCALL_REMINDER,
-        reminder_key(ticket.id),
-        ticket_id=ticket.id,
-        due_at=deadlines.half_response(ticket, table),
-    )
+    outbox.add(session, **_reminder(ticket.id, deadlines.half_response(ticket, table)))
     return True
+
+
+def alert_new_ticket(
+    connection: Connection, ticket_id: int, opened_at: datetime, level: str | None, urgency: str, table: SlaTable
+) -> bool:
+    """alert_if_critical for a ticket just opened in Core (helpdesk.intake), whose alert cannot exist yet.
+
+    Call it only when the process's alerts are on (`ALERTS`). Returns whether it queued them.
+    """
+    if urgency != CRITICAL:
+        return False
+    half_time = deadlines.half_response_from(opened_at, level, urgency, table)
+    alert = outbox.new_work(outbox.ONCALL_SMS, alert_key(ticket_id), ticket_id=ticket_id)
+    outbox.add_new(connection, [alert, outbox.new_work(**_reminder(ticket_id, half_time))])
+    return True
+
+
+def _reminder(ticket_id: int, half_time: datetime) -> dict[str, Any]:
+    return {"kind": outbox.ONCALL_REMINDER, "key": reminder_key(ticket_id), "ticket_id": ticket_id, "due_at": half_time}

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from storage.db import BUSY_TIMEOUT_MS
 from storage.models import Call, Customer, Ticket, utcnow
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ COLUMNS = (
 ONCE = frozenset({"forwarded_at", "status_heard_at"})
 SHORT_WAIT_MS = 200  # how long a read-only webhook waits for SQLite's write lock to store them
 # Read with it, from the rows it points to: what the line says without another query.
-JOINED = ("company", "ticket_number", "ticket_recording_sid")
+JOINED = ("company", "customer_sla", "ticket_number", "ticket_recording_sid")
 
 
 def _by_sid(lock: bool) -> Any:
@@ -67,6 +68,7 @@ def _by_sid(lock: bool) -> Any:
         select(
             *(calls.c[name] for name in COLUMNS),
             _customers.c.name.label("company"),
+            _customers.c.sla.label("customer_sla"),
             _tickets.c.number.label("ticket_number"),
             _tickets.c.recording_sid.label("ticket_recording_sid"),
         )
@@ -86,8 +88,8 @@ _READ, _LOCK = _by_sid(False), _by_sid(True)
 class CallRecord:
     """The stored call in memory: its columns as attributes, and which of them changed.
 
-    `company` is the name of the call's customer, `ticket_number` and `ticket_recording_sid`
-    its ticket's: read with the call, never written through it.
+    `company` and `customer_sla` are the name and SLA of the call's customer, `ticket_number`
+    and `ticket_recording_sid` its ticket's: read with the call, never written through it.
     """
 
     __slots__ = (*COLUMNS, *JOINED, "changed")
@@ -113,6 +115,7 @@ class CallRecord:
     started_at: datetime
     ended_at: datetime | None
     company: str | None
+    customer_sla: str | None
     ticket_number: str | None
     ticket_recording_sid: str | None
     changed: dict[str, Any]
@@ -136,16 +139,6 @@ class CallRecord:
         changes = self.changed
         object.__setattr__(self, "changed", {})
         return changes
-
-    def reload_from(self, call: Call) -> None:
-        """Take the ORM's view of the call (after the ORM changed it), as already stored."""
-        for name in COLUMNS:
-            object.__setattr__(self, name, getattr(call, name))
-        self.changed.clear()
-        ticket = call.ticket
-        self.ticket_number = ticket.number if ticket else None
-        self.ticket_recording_sid = ticket.recording_sid if ticket else None
-        self.company = call.customer.name if call.customer else None
 
 
 _NEW_CALL_DEFAULTS = {"language": "it", "attempts": 0, "inquiry_index": 0, "contact_id": None, "customer_id": None}
@@ -202,6 +195,10 @@ _END = (
 )
 
 
+# The usual end: the call owes no ticket (it has one, or no message was recorded), so ending it is all there is to do.
+_END_OWING_NOTHING = _END.where(or_(calls.c.ticket_id.is_not(None), calls.c.recording_sid.is_(None)))
+
+
 @dataclass(frozen=True)
 class EndedCall:
     id: int
@@ -243,13 +240,19 @@ def _upsert_of(dialect_name: str, columns: frozenset[str]) -> Any:
     return insert.on_conflict_do_update(index_elements=["call_sid"], set_=changed)
 
 
+def _autocommit(engine: Engine) -> dict[str, Any]:
+    """Execution options that run each statement on its own: PostgreSQL's driver in autocommit; SQLite
+    without the BEGIN storage.db sends (its driver never begins on its own), so each statement commits itself."""
+    return {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {"single_statement": True}
+
+
 class CallTransaction:
     """One webhook's database work on one call: nothing until needed, then one transaction, for reading or writing.
 
     Ask for `writing()` before the first read when the webhook may write: the call is then
     read with its row locked (PostgreSQL) and the transaction holds SQLite's write lock from
-    its start. A webhook that never asks opens a read transaction, which on SQLite waits for
-    no writer and makes none wait.
+    its start. A webhook that never asks reads outside any transaction, each statement on its
+    own: on SQLite it waits for no writer and makes none wait.
 
     A webhook that only stores what it was told (`start()`, `change()`), reading nothing,
     writes it at `commit()` as one statement on its own, without BEGIN and COMMIT around it.
@@ -306,12 +309,26 @@ class CallTransaction:
         else:
             self._told = {**(self._told or {}), **columns}
 
+    def end_alone(self, status: str, duration: int, ended_at: datetime) -> bool:
+        """End the call in one statement on its own, if that is all its end asks: the call is stored, was
+        not ended before and owes no ticket (storage.calls.end_call does the rest in a transaction).
+        Returns whether it did; when not, nothing was written."""
+        if self._connection is not None:
+            raise RuntimeError("end_alone runs before anything else of the webhook")
+        params = {"sid": self.call_sid, "status": status, "duration": duration, "ended_at": ended_at, "now": utcnow()}
+        with self.engine.connect().execution_options(**_autocommit(self.engine)) as connection:
+            ended = connection.execute(_END_OWING_NOTHING, params).first()
+            connection.commit()
+        return ended is not None
+
     @property
     def connection(self) -> Connection:
+        """A transaction when writing; when reading, each statement on its own, outside any transaction
+        (on SQLite no lock is held between them; on PostgreSQL no BEGIN and COMMIT round trips)."""
         if self._connection is None:
             connection = self.engine.connect()
             if not self.write:
-                connection.execution_options(read_only=True)
+                connection.execution_options(**_autocommit(self.engine))
             connection.begin()
             self._connection = connection
         return self._connection
@@ -326,19 +343,6 @@ class CallTransaction:
             self._call, self._told = call, None
         return self._call
 
-    def orm_call(self) -> Call:
-        """The call as an ORM object, its changes so far stored; then give it back to `orm_done`."""
-        record = self.call()
-        save_call(self.connection, record)
-        call = self.session.get(Call, record.id, populate_existing=True)
-        assert call is not None
-        return call
-
-    def orm_done(self, call: Call) -> None:
-        """The ORM changed the call: store that, and read it back into the record."""
-        self.session.flush()
-        self.call().reload_from(call)
-
     @property
     def session(self) -> Session:
         """An ORM session in the same transaction (its commit leaves the transaction to `commit()`)."""
@@ -351,48 +355,47 @@ class CallTransaction:
     def commit(self) -> None:
         if self._connection is None:
             if self._told is not None:
-                self._store_told()
+                with self.engine.connect().execution_options(**_autocommit(self.engine)) as connection:
+                    self._store_told(connection)
             return
         if self._session is not None:
             self._session.flush()
         if self._call is not None:
             save_call(self._connection, self._call)
         self._connection.commit()
-        if self._told:  # told after reading for reading only
-            self._store_told(wait=not ONCE.issuperset(self._told))
+        if self._told:  # told after reading for reading only: on the same connection, outside any transaction
+            self._store_told(self._connection, wait=not ONCE.issuperset(self._told))
 
-    def _store_told(self, *, wait: bool = True) -> None:
+    def _store_told(self, connection: Connection, *, wait: bool = True) -> None:
         """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer).
 
-        Not `wait`: moments for statistics alone, told after a read-only webhook's reads, which
-        waits for no writer: on SQLite, while another process holds the write lock, they are
-        dropped after a short wait (and logged) rather than keep the caller in silence.
+        `connection` runs each statement on its own (`_autocommit`). Not `wait`: moments for
+        statistics alone, told after a read-only webhook's reads, which waits for no writer:
+        on SQLite, while another process holds the write lock, they are dropped after a short
+        wait (and logged) rather than keep the caller in silence.
         """
         told = self._told or {}
         now = utcnow()
         row = {**_NEW_CALL_DEFAULTS, "call_sid": self.call_sid, "caller": self.caller()}
         row.update(told, started_at=now, updated_at=now)
-        # PostgreSQL: the driver's autocommit. SQLite: its driver never begins on its own
-        # (storage.db), so the statement commits itself when no BEGIN is sent.
-        autocommit = {"isolation_level": "AUTOCOMMIT"} if self.engine.dialect.name == "postgresql" else {}
-        with self.engine.connect().execution_options(single_statement=True, **autocommit) as connection:
-            patience = None
-            if not wait and connection.dialect.name == "sqlite":
-                patience = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
-                connection.exec_driver_sql(f"PRAGMA busy_timeout = {SHORT_WAIT_MS}")
-            try:
-                if told:
-                    connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
-                else:
-                    connection.execute(_INSERT_IF_NEW[connection.dialect.name], row)
-                connection.commit()
-            except OperationalError:
-                if patience is None:
-                    raise
-                log.warning("call %s: the database was locked; not stored: %s", self.call_sid, sorted(told))
-            finally:
-                if patience is not None:
-                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(patience)}")
+        # The driver's own connection for the busy timeout: two PRAGMAs, not two statements through SQLAlchemy.
+        sqlite_connection = connection.connection.driver_connection if connection.dialect.name == "sqlite" else None
+        patient = wait or sqlite_connection is None
+        if not patient:
+            sqlite_connection.execute(f"PRAGMA busy_timeout = {SHORT_WAIT_MS}")  # type: ignore[union-attr]
+        try:
+            if told:
+                connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
+            else:
+                connection.execute(_INSERT_IF_NEW[connection.dialect.name], row)
+            connection.commit()
+        except OperationalError:
+            if patient:
+                raise
+            log.warning("call %s: the database was locked; not stored: %s", self.call_sid, sorted(told))
+        finally:
+            if not patient:
+                sqlite_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
         self._told = None
 
     def close(self) -> None:

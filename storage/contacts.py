@@ -167,16 +167,17 @@ def get_customer_by_code(session: Session, code: str) -> Customer | None:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a number belongs to, as the line needs it: the contact, its customer and the customer's name."""
+    """Who a number belongs to, as the line needs it: the contact, its customer, the customer's name and SLA."""
 
     contact_id: int
     customer_id: int
     company: str
+    sla: str
 
 
 _contacts, _customers = Contact.__table__, Customer.__table__
 _IDENTITY_BY_PHONE = (
-    select(_contacts.c.id, _contacts.c.customer_id, _customers.c.name)
+    select(_contacts.c.id, _contacts.c.customer_id, _customers.c.name, _customers.c.sla)
     .join(_customers, _customers.c.id == _contacts.c.customer_id)
     .where(_contacts.c.phone == bindparam("phone"))
     .order_by(_contacts.c.id)
@@ -187,7 +188,7 @@ _IDENTITY_BY_PHONE = (
 def identify_by_phone(connection: Connection, phone: str) -> Identity | None:
     """The contact with this E.164 number (the first one, if colleagues share a line), in one query."""
     row = connection.execute(_IDENTITY_BY_PHONE, {"phone": phone}).first()
-    return Identity(row[0], row[1], row[2]) if row is not None else None
+    return Identity(*row) if row is not None else None
 
 
 def get_contact_by_phone(session: Session, phone: str) -> Contact | None:

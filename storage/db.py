@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # Alembic is loaded only when a schema is brought up to date
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 30_000  # how long an SQLite writer waits for another's write lock
 
 
 def make_engine(url: str) -> Engine:
@@ -22,7 +23,7 @@ def make_engine(url: str) -> Engine:
     """
     if url.startswith("sqlite"):
         _make_sqlite_directory(url)
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import PendingWork
@@ -79,8 +80,7 @@ def database_now(session: Session) -> datetime:
     return value.astimezone(UTC)
 
 
-def add(
-    session: Session,
+def new_work(
     kind: str,
     key: str,
     *,
@@ -88,22 +88,36 @@ def add(
     message_id: int | None = None,
     email_id: int | None = None,
     due_at: datetime | None = None,
-) -> PendingWork:
-    """Add the work of something just created (its `key` is new; unique in the table) in the caller's
-    transaction; the relay will enqueue it after the commit, or once `due_at` has come."""
-    work = PendingWork(
-        key=key,
-        kind=kind,
-        ticket_id=ticket_id,
-        message_id=message_id,
-        email_id=email_id,
-        due_at=due_at,
-        version=0,
-        runs=0,
-        starts=0,
-    )
+) -> dict[str, object]:
+    """The row of new work: `key` is new (unique in the table); the relay enqueues it after the
+    commit, or once `due_at` has come."""
+    return {
+        "key": key,
+        "kind": kind,
+        "ticket_id": ticket_id,
+        "message_id": message_id,
+        "email_id": email_id,
+        "due_at": due_at,
+        "version": 0,
+        "runs": 0,
+        "starts": 0,
+    }
+
+
+def add(session: Session, kind: str, key: str, **about: Any) -> PendingWork:
+    """Add the work of something just created in the caller's transaction (`new_work` says what `about` holds)."""
+    work = PendingWork(**new_work(kind, key, **about))
     session.add(work)
     return work
+
+
+_pending: Table = PendingWork.__table__  # type: ignore[assignment]
+_ADD = insert(_pending).values({name: bindparam(name, type_=_pending.c[name].type) for name in new_work("", "")})
+
+
+def add_new(connection: Connection, works: list[dict[str, object]]) -> None:
+    """Add new work (rows made by `new_work`) in the connection's transaction, in one Core statement."""
+    connection.execute(_ADD, works)
 
 
 def reopen(session: Session, key: str) -> None:

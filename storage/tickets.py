@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage import outbox
-from storage.models import Call, Ticket, TicketEvent, User, VoiceMessage, utcnow
+from storage.models import Call, Contact, Customer, Ticket, TicketEvent, User, VoiceMessage, utcnow
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
@@ -83,54 +85,159 @@ def record_event(session: Session, ticket: Ticket, kind: str, **facts: object) -
     return event
 
 
-def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemail: bool, opened_by: str) -> Ticket:
-    """Open the one ticket of this call (or return it if it exists) and queue its follow-up work.
+class CallFacts(Protocol):
+    """What a call tells its ticket: a stored call (storage.models.Call) or a webhook's record of it
+    (storage.calls.CallRecord). Opening a ticket sets `ticket_id`, and the identity when it finds one."""
+
+    call_sid: str
+    caller: str | None
+    language: str
+    callback_number: str | None
+    customer_id: int | None
+    contact_id: int | None
+    suggested_contact_id: int | None
+    severity: int | None
+    recording_sid: str | None
+    recording_url: str | None
+    ticket_id: int | None
+
+
+@dataclass(frozen=True)
+class OpenedTicket:
+    """A call's ticket as its opening leaves it: what the line reads back, and whether it is new."""
+
+    id: int
+    number: str
+    recording_sid: str | None
+    new: bool
+
+
+_tickets: Table = Ticket.__table__  # type: ignore[assignment]
+_events: Table = TicketEvent.__table__  # type: ignore[assignment]
+_customers: Table = Customer.__table__  # type: ignore[assignment]
+_contacts: Table = Contact.__table__  # type: ignore[assignment]
+_OPENING_COLUMNS = (
+    "urgency",
+    "channel",
+    "language",
+    "caller",
+    "callback_number",
+    "customer_id",
+    "contact_id",
+    "needs_match",
+    "suggested_contact_id",
+    "voicemail",
+    "severity",
+    "call_sid",
+    "recording_sid",
+    "recording_url",
+    "response_due_at",
+    "restore_due_at",
+    "created_at",
+    "updated_at",
+)
+# Built once (a statement built per request costs more than running it). A CallSid that has a
+# ticket already inserts nothing and returns no row.
+_INSERT_CALL_TICKET = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(_tickets)
+    .values({name: bindparam(name, type_=_tickets.c[name].type) for name in _OPENING_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["call_sid"])
+    .returning(_tickets.c.id)
+    for dialect in (postgresql, sqlite)
+}
+_SET_NUMBER = update(_tickets).where(_tickets.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
+_OPENED_BY_SID = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid).where(
+    _tickets.c.call_sid == bindparam("sid")
+)
+_OPENED_BY_ID = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid).where(
+    _tickets.c.id == bindparam("ticket_id")
+)
+_ADD_EVENT = insert(_events).values(
+    ticket_id=bindparam("ticket_id"),
+    kind=bindparam("kind"),
+    facts=bindparam("facts", type_=_events.c.facts.type),
+    at=bindparam("at", type_=_events.c.at.type),
+)
+
+
+def open_call_ticket(
+    connection: Connection,
+    call: CallFacts,
+    urgency: str,
+    *,
+    voicemail: bool,
+    opened_by: str,
+    opened_at: datetime | None = None,
+    due: tuple[datetime | None, datetime | None] = (None, None),
+) -> OpenedTicket:
+    """Open the one ticket of this call (or find it if it exists) and queue its follow-up, in Core statements.
 
     `opened_by` says who, as a code the thread puts into words: "line" (the caller on the
     line), "voicemail" (a message left on the line), "hangup" (the caller hanging up after
-    the message) or "fallback" (a message taken while the line was failing).
+    the message) or "fallback" (a message taken while the line was failing). `due` are the
+    SLA deadlines (response, restore) counted from `opened_at` (helpdesk.intake counts them).
 
     The contact is the one known by caller ID, and nobody else: without one the ticket
     needs a dispatcher's match (a typed customer code is provisional, the contact a typed
     callback number belongs to only a suggestion), and no email goes to the customer.
 
-    Idempotent: the call's CallSid is unique on tickets, so a repeated webhook never
-    opens a second ticket. The caller flushes and commits.
+    Idempotent: the call's CallSid is unique on tickets, so a repeated webhook never opens
+    a second ticket. No savepoint: whoever opens a call's ticket holds the call's row
+    (storage.calls, ivr.voice.calls), so the caller's key and a callback cannot both get
+    here. Sets `call.ticket_id`; the caller stores the call and commits.
     """
-    if call.ticket is not None:
-        return call.ticket
-    existing = session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).one_or_none()
-    if existing is not None:
-        call.ticket = existing
-        return existing
-
-    ticket = Ticket(
-        urgency=urgency,
-        channel="phone",
-        language=call.language,
-        caller=call.caller,
-        callback_number=call.callback_number,
-        customer_id=call.customer_id,
-        contact_id=call.contact_id,
-        needs_match=call.contact_id is None,
-        suggested_contact_id=call.suggested_contact_id,
-        voicemail=voicemail,
-        severity=call.severity,
-        call_sid=call.call_sid,
-        recording_sid=call.recording_sid,
-        recording_url=call.recording_url,
-    )
-    # No savepoint: whoever opens a call's ticket holds the call's row (storage.calls,
-    # ivr.voice.calls), so the caller's key and a callback cannot both get here; the unique
-    # CallSid on tickets stays the backstop (the loser's transaction fails, and is retried).
-    session.add(ticket)
-    session.flush()  # the id gives the serial, and so the number
-    ticket.number = ticket_number(FIRST_SERIAL + ticket.id - 1)
-    call.ticket = ticket
-    record_event(session, ticket, "opened", **_opening_facts(call, ticket, opened_by))
+    if call.ticket_id is not None:
+        row = connection.execute(_OPENED_BY_ID, {"ticket_id": call.ticket_id}).one()
+        return OpenedTicket(row[0], row[1], row[2], new=False)
+    now = opened_at or utcnow()
+    values = {
+        "urgency": urgency,
+        "channel": "phone",
+        "language": call.language,
+        "caller": call.caller,
+        "callback_number": call.callback_number,
+        "customer_id": call.customer_id,
+        "contact_id": call.contact_id,
+        "needs_match": call.contact_id is None,
+        "suggested_contact_id": call.suggested_contact_id,
+        "voicemail": voicemail,
+        "severity": call.severity,
+        "call_sid": call.call_sid,
+        "recording_sid": call.recording_sid,
+        "recording_url": call.recording_url,
+        "response_due_at": due[0],
+        "restore_due_at": due[1],
+        "created_at": now,
+        "updated_at": now,
+    }
+    ticket_id = connection.execute(_INSERT_CALL_TICKET[connection.dialect.name], values).scalar()
+    if ticket_id is None:  # opened already, by a webhook that did not get to store it on the call
+        row = connection.execute(_OPENED_BY_SID, {"sid": call.call_sid}).one()
+        call.ticket_id = row[0]
+        return OpenedTicket(row[0], row[1], row[2], new=False)
+    number = ticket_number(FIRST_SERIAL + ticket_id - 1)  # the id gives the serial, and so the number
+    connection.execute(_SET_NUMBER, {"ticket_id": ticket_id, "number": number})
+    entries = [{"kind": "opened", "facts": _opening_facts(connection, call, urgency, voicemail, opened_by)}]
     if call.recording_sid is None:
-        record_event(session, ticket, "no_audio")
-    outbox.add(session, outbox.FOLLOW_UP, follow_up_key(ticket.id), ticket_id=ticket.id)
+        entries.append({"kind": "no_audio", "facts": {}})
+    connection.execute(_ADD_EVENT, [{**entry, "ticket_id": ticket_id, "at": now} for entry in entries])
+    outbox.add_new(connection, [outbox.new_work(outbox.FOLLOW_UP, follow_up_key(ticket_id), ticket_id=ticket_id)])
+    call.ticket_id = ticket_id
+    return OpenedTicket(ticket_id, number, call.recording_sid, new=True)
+
+
+def open_ticket_for_call(session: Session, call: Call, urgency: str, *, voicemail: bool, opened_by: str) -> Ticket:
+    """open_call_ticket in the session's transaction, for code that holds the call as an ORM object."""
+    session.flush()
+    opened = open_call_ticket(session.connection(), call, urgency, voicemail=voicemail, opened_by=opened_by)
+    return ticket_of_opened(session, call, opened)
+
+
+def ticket_of_opened(session: Session, call: Call, opened: OpenedTicket) -> Ticket:
+    """The ORM's view of a ticket opened in Core: the ticket, and the call pointing to it."""
+    ticket = session.get(Ticket, opened.id, populate_existing=True)
+    assert ticket is not None
+    call.ticket = ticket
     return ticket
 
 
@@ -173,22 +280,32 @@ def thread_mentions_recording(ticket: Ticket, recording_sid: str) -> bool:
     return False
 
 
-def _opening_facts(call: Call, ticket: Ticket, opened_by: str) -> dict[str, object]:
+_CUSTOMER_NAMED = select(_customers.c.name, _customers.c.code).where(_customers.c.id == bindparam("customer_id"))
+_SUGGESTED = (
+    select(_contacts.c.name, _customers.c.name)
+    .join(_customers, _customers.c.id == _contacts.c.customer_id)
+    .where(_contacts.c.id == bindparam("contact_id"))
+)
+
+
+def _opening_facts(
+    connection: Connection, call: CallFacts, urgency: str, voicemail: bool, opened_by: str
+) -> dict[str, object]:
     """What the opening entry says: who opened the ticket, how urgent, and who the caller may be."""
-    facts: dict[str, object] = {"by": opened_by, "urgency": ticket.urgency}
+    facts: dict[str, object] = {"by": opened_by, "urgency": urgency}
     if call.severity is not None:
         facts["severity"] = call.severity
-    facts["unregistered"] = call.customer is None
-    if call.customer is not None and call.contact is None:  # a typed code: provisional
-        facts["customer"], facts["customer_code"] = call.customer.name, call.customer.code
+    facts["unregistered"] = call.customer_id is None
+    if call.customer_id is not None and call.contact_id is None:  # a typed code: provisional
+        name, code = connection.execute(_CUSTOMER_NAMED, {"customer_id": call.customer_id}).one()
+        facts["customer"], facts["customer_code"] = name, code
     if call.callback_number:
         facts["callback_number"] = call.callback_number
-        if call.suggested_contact is not None:
-            suggested = call.suggested_contact
-            facts["suggested_contact_id"] = suggested.id
-            facts["suggested_contact"] = suggested.name
-            facts["suggested_customer"] = suggested.customer.name
-    facts["voicemail"] = ticket.voicemail
+        if call.suggested_contact_id is not None:
+            suggested = connection.execute(_SUGGESTED, {"contact_id": call.suggested_contact_id}).one()
+            facts["suggested_contact_id"] = call.suggested_contact_id
+            facts["suggested_contact"], facts["suggested_customer"] = suggested
+    facts["voicemail"] = voicemail
     return facts
 
 
@@ -212,7 +329,6 @@ class TicketSummary:
     updated_at: datetime
 
 
-_tickets = Ticket.__table__
 _OF_CONTACT = (
     select(_tickets.c.id, _tickets.c.number, _tickets.c.status, _tickets.c.updated_at)
     .where(_tickets.c.contact_id == bindparam("contact_id"), _tickets.c.status.in_(bindparam("phases", expanding=True)))

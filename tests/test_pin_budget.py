@@ -251,3 +251,20 @@ def test_the_lock_notice_is_queued_with_the_call_not_sent_from_the_webhook(app, 
         [email] = session.scalars(select(Email).where(Email.kind == "pin_locked")).all()
         assert email.sent_at is None and email.message_id.endswith("@example.com>")
         assert session.scalar(select(func.count()).select_from(Email)) == 1
+
+
+def test_a_caller_locked_out_of_guessing_still_hears_their_own_tickets_but_no_typed_number(app, caller, pins):
+    """Own tickets are the caller's by caller ID, not by a guess: the lock keeps only what is typed."""
+    own = ticket_of(app, GIULIA)
+    guard = app.config["STATUS_GUARD"]
+    for _ in range(guard.max_failures):  # five wrong PINs from her number, for a ticket not hers
+        guard.reserve(GIULIA, "10000015", "customer:2002")
+    call = caller(GIULIA)
+    call.dial_in()
+    call.stay_silent()
+    mine = call.press("2")
+    assert "una richiesta aperta" in mine.said() and "Stato:" in mine.said()
+    assert own in "".join(char for char in mine.said() if char.isdigit()) and LOCKED_WORDS not in mine.said()
+    assert "Digiti il numero della richiesta" in call.press("3").said()
+    typed = call.press(ticket_of(app, ANNA) + "#")
+    assert LOCKED_WORDS in typed.said() and "Stato:" not in typed.said()

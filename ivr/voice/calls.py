@@ -18,7 +18,7 @@ from callflows.engine import seconds
 from helpdesk.intake import open_ticket
 from helpdesk.sla import SlaTable
 from storage import calls as stored_calls
-from storage.calls import FINAL_STATUSES, save_call, start_call
+from storage.calls import FINAL_STATUSES, CallTransaction, save_call, start_call
 from storage.contacts import identify_by_phone
 from storage.models import Call, utcnow
 from storage.phones import is_withheld, masked, to_e164
@@ -92,6 +92,15 @@ def record_call_status(session: Session, form: Mapping[str, str], *, table: SlaT
         if call.call_status is None or _PROGRESS.index(status) >= _PROGRESS.index(call.call_status):
             call.call_status = status
     save_call(connection, call)
+
+
+def end_call_alone(db: CallTransaction, form: Mapping[str, str]) -> bool:
+    """The usual status callback in one statement outside any transaction: the end of a stored call, not
+    ended before, that owes no ticket. False, having written nothing, for anything else (record_call_status)."""
+    status = form.get("CallStatus", "")
+    if status not in FINAL_STATUSES:
+        return False
+    return db.end_alone(status, seconds(form.get("CallDuration")), _event_time(form))
 
 
 def _open_hangup_ticket(session: Session, call_id: int, table: SlaTable | None) -> None:
