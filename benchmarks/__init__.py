@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import create_engine, text
 
 from ivr import create_app
 from ivr.settings import Secret, Settings
@@ -28,3 +32,33 @@ def bench_app(database_url: str) -> Flask:
         queue_name=f"bench-{uuid.uuid4().hex[:6]}",
     )
     return create_app(settings)
+
+
+@contextmanager
+def postgresql_schema(admin_url: str) -> Iterator[str]:
+    """A private schema for the run, dropped after it; yields the URL that uses it."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@contextmanager
+def database_of_its_own(url: str | None, name: str) -> Iterator[str]:
+    """Where a benchmark fills its million tickets, gone when it is done: a fresh SQLite file in a
+    temporary folder (`url` None), or a private schema on the PostgreSQL database at `url`. An
+    SQLite URL given is used as it is."""
+    if url is None:
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/{name}.db"
+    elif url.startswith("postgresql"):
+        with postgresql_schema(url) as private:
+            yield private
+    else:
+        yield url

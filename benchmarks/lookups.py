@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.lookups [--database-url URL] [--large 1000000]
 
-Fills a fresh database (a temporary SQLite file by default; give PostgreSQL a database or a
-private schema of its own) with the demo caller's tickets, then with other callers' tickets up
+Fills a fresh database (a temporary SQLite file by default; on PostgreSQL, a private schema
+of the database given, dropped after the run) with the demo caller's tickets, then with other callers' tickets up
 to 1,000, then up to 1,000,000, in bulk (one INSERT ... SELECT over a generated series). At each
 size it times, per call, the median of many: a ticket by its number, a caller's tickets, a
 contact's open tickets, and the status menu's webhook (main menu, key 2: "your open tickets"),
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -27,7 +26,7 @@ from flask import Flask
 from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, bench_app
+from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, bench_app, database_of_its_own
 from helpdesk.phases import OPEN_PHASES
 from ivr.simulator import twilio_requests as twilio
 from ivr.simulator.commands import DEMO_CALLER
@@ -174,16 +173,17 @@ def measure(app: Flask, contact_id: int, number: str, caller: str, times: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="default: a fresh SQLite file in a temporary folder; on PostgreSQL, a private schema of the database",
+    )
     parser.add_argument("--small", type=int, default=1_000, help="tickets in the first round")
     parser.add_argument("--large", type=int, default=1_000_000, help="tickets in the second round")
     parser.add_argument("--times", type=int, default=400, help="runs of each lookup per round")
     args = parser.parse_args()
-    if args.database_url is not None:
-        run_rounds(args.database_url, args.small, args.large, args.times)
-        return
-    with tempfile.TemporaryDirectory() as folder:  # a million tickets: gone when done
-        run_rounds(f"sqlite:///{folder}/lookups.db", args.small, args.large, args.times)
+    with database_of_its_own(args.database_url, "lookups") as url:
+        run_rounds(url, args.small, args.large, args.times)
 
 
 def run_rounds(url: str, small_size: int, large_size: int, times: int) -> None:

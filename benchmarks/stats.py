@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.stats [--database-url URL] [--large 1000000] [--times 7]
 
-Fills a fresh database (a temporary SQLite file by default; give PostgreSQL a database or a
-private schema of its own) with one month of tickets (the first round: 1,000 tickets in
+Fills a fresh database (a temporary SQLite file by default; on PostgreSQL, a private schema
+of the database given, dropped after the run) with one month of tickets (the first round: 1,000 tickets in
 October 2026, of three customers of each level and unmatched callers, with their calls, their
 follow-up work, first responses, restores and deadlines, some of them missed), then with the
 years before it up to 1,000,000 tickets, in bulk (INSERT ... SELECT over a generated series, as
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics as median_of
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
+from benchmarks import database_of_its_own
 from storage.db import make_engine, upgrade
 from storage.models import Customer, Ticket
 from storage.stats import period, statistics
@@ -183,16 +183,17 @@ def run_rounds(url: str, small_size: int, large_size: int, times: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="default: a fresh SQLite file in a temporary folder; on PostgreSQL, a private schema of the database",
+    )
     parser.add_argument("--small", type=int, default=1_000, help="tickets in the first round: the month's")
     parser.add_argument("--large", type=int, default=1_000_000, help="tickets in the second round")
     parser.add_argument("--times", type=int, default=7, help="runs of each query per round")
     args = parser.parse_args()
-    if args.database_url is not None:
-        run_rounds(args.database_url, args.small, args.large, args.times)
-        return
-    with tempfile.TemporaryDirectory() as folder:  # a million tickets: gone when done
-        run_rounds(f"sqlite:///{folder}/stats.db", args.small, args.large, args.times)
+    with database_of_its_own(args.database_url, "stats") as url:
+        run_rounds(url, args.small, args.large, args.times)
 
 
 if __name__ == "__main__":

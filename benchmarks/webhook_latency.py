@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from xml.etree import ElementTree
 
 from flask.testing import FlaskClient
 
-from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, DIRECTORY, bench_app
+from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, DIRECTORY, bench_app, database_of_its_own
 from ivr.simulator import twilio_requests as twilio
 from ivr.simulator.commands import DEMO_CALLER
 from storage.contacts import import_contacts
@@ -68,19 +67,27 @@ class TimedCall:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url", default=None, help="default: a fresh SQLite file; on PostgreSQL, a private schema"
+    )
     args = parser.parse_args()
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    with database_of_its_own(args.database_url, "latency") as url:
+        play_calls(url, args.calls)
+
+
+def play_calls(url: str, calls: int) -> None:
+    """Play `calls` whole calls against the app on `url` and print each webhook kind's latency."""
     upgrade(url)
     app = bench_app(url)
     with app.config["SESSIONMAKER"]() as session, session.begin():
         import_contacts(session, DIRECTORY.read_text(encoding="utf-8"))
     client = app.test_client()
     timings: dict[str, list[float]] = defaultdict(list)
-    for _ in range(args.calls):
+    for _ in range(calls):
         TimedCall(client, timings).play()
+    app.config["ENGINE"].dispose()
 
-    print(f"{args.calls} calls on {url.split(':')[0]}")
+    print(f"{calls} calls on {url.split(':')[0]}")
     print(f"{'webhook':<16} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for kind, values in timings.items():
         ms = sorted(v * 1000 for v in values)

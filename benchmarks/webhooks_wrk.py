@@ -35,16 +35,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-from sqlalchemy import Engine, Table, create_engine, func, insert, select, text
+from sqlalchemy import Engine, Table, create_engine, func, insert, select
 
+from benchmarks import postgresql_schema
 from ivr.simulator import twilio_requests as twilio
 from storage.contacts import import_contacts
 from storage.db import make_engine, make_sessionmaker, upgrade
@@ -150,21 +151,6 @@ def prepare_database(url: str) -> Engine:
     with make_sessionmaker(engine)() as session, session.begin():
         import_contacts(session, DIRECTORY.read_text(encoding="utf-8"))
     return engine
-
-
-@contextmanager
-def postgresql_schema(admin_url: str) -> Iterator[str]:
-    """A private schema for the run, dropped after it; yields the URL that uses it."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{admin_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def postgresql_answers(url: str) -> bool:
