@@ -127,6 +127,30 @@ def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client, data
     assert writes(seen) == []
 
 
+def test_opening_a_ticket_writes_the_ticket_its_thread_its_work_and_the_call_once_each(app, client):
+    call = at_main_menu(client)
+    call.press("1")  # a new request
+    call.press("1")  # everything is stopped
+    call.speak()
+    with statements(app.config["ENGINE"]) as seen:
+        opened = call.press("1")  # yes, that is the message
+    assert "numero" in opened.said()
+    written = sorted(" ".join(s.upper().replace(" INTO ", " ").replace("(", " ").split()[:2]) for s in writes(seen))
+    assert written == [
+        "INSERT PENDING_WORK",
+        "INSERT TICKETS",
+        "INSERT TICKET_EVENTS",
+        "UPDATE CALLS",  # the call points to its ticket
+        "UPDATE TICKETS",  # its number, from its id
+    ]
+    assert not any("SAVEPOINT" in s.upper() for s in seen)
+    with app.config["SESSIONMAKER"]() as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).one()
+        assert ticket.number and ticket.number in "".join(ch for ch in opened.said() if ch.isdigit())
+        assert [event.kind for event in ticket.events] == ["opened"]
+        assert ticket.response_due_at is not None and ticket.urgency == "critical"
+
+
 def test_a_read_only_webhook_is_answered_while_another_process_holds_the_sqlite_write_lock(app, client, settings):
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite's database-wide write lock")
