@@ -6,7 +6,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from helpdesk import deadlines, oncall, sla
-from helpdesk.urgency import provisional_urgency
+from helpdesk.urgency import provisional_urgency, verified_sla
 from storage.contacts import identify_by_phone
 from storage.models import Call, Ticket, utcnow
 from storage.tickets import CallFacts, OpenedTicket, open_call_ticket, ticket_of_opened
@@ -25,20 +25,20 @@ def open_ticket_of_call(
     """The call's one ticket, opened (or found) with the urgency of its triage and its caller-ID-verified SLA.
 
     `customer_sla` is the SLA of the call's customer (None without one); it counts only when
-    the caller ID identified the contact: a customer code typed on the keypad is a claim, and
-    claims buy neither urgency nor deadlines. `voicemail` when the caller did not confirm the
-    message on the line; `opened_by` says how the ticket came (storage.tickets.open_call_ticket
-    lists the codes). A call that ended before the menu identified its caller is identified
-    here, by caller ID. A new ticket gets its SLA deadlines from `table`, the table in force
-    (helpdesk.sla.load(settings.sla_table)); None reads the default, helpdesk/sla.toml. With
-    `alerts` on (the process's ONCALL_SMS_TO, helpdesk.oncall), a new critical ticket is
-    alerted to the on-call technician, in this transaction: the alert is as durable as the ticket.
+    the caller ID identified the contact (helpdesk.urgency.verified_sla). `voicemail` when the
+    caller did not confirm the message on the line; `opened_by` says how the ticket came
+    (storage.tickets.open_call_ticket lists the codes). A call that ended before the menu
+    identified its caller is identified here, by caller ID. A new ticket gets its SLA deadlines
+    from `table`, the table in force (helpdesk.sla.load(settings.sla_table)); None reads the
+    default, helpdesk/sla.toml. With `alerts` on (the process's ONCALL_SMS_TO, helpdesk.oncall),
+    a new critical ticket is alerted to the on-call technician, in this transaction: the alert
+    is as durable as the ticket.
     """
     if call.ticket_id is None and call.contact_id is None and call.caller is not None:
         identity = identify_by_phone(connection, call.caller)
         if identity is not None:
             call.contact_id, call.customer_id, customer_sla = identity.contact_id, identity.customer_id, identity.sla
-    level = customer_sla if call.contact_id is not None else None  # the verified customer's, or none
+    level = verified_sla(call.contact_id, customer_sla)
     urgency = provisional_urgency(call.severity, level)
     table = table or sla.load()
     now = utcnow()

@@ -68,11 +68,17 @@ def provisional_urgency(severity: int | None, sla: str | None) -> str:
     return _UNTRIAGED[level]
 
 
-def sla_of_verified_customer(call: Call) -> str | None:
-    """The SLA that may raise a new ticket's urgency: the customer of the contact known by caller ID.
+def verified_sla(contact_id: int | None, customer_sla: str | None) -> str | None:
+    """The SLA that may raise a new ticket's urgency and sets its deadlines: its customer's, when the
+    caller ID identified the contact (`contact_id`), else none.
 
-    A customer code typed on the keypad is a claim, and claims do not buy urgency.
+    A customer code typed on the keypad is a claim, and claims buy neither urgency nor deadlines.
     """
+    return customer_sla if contact_id is not None else None
+
+
+def sla_of_verified_customer(call: Call) -> str | None:
+    """verified_sla of a call held as an ORM object: the customer of the contact known by caller ID."""
     return call.contact.customer.sla if call.contact is not None else None
 
 
