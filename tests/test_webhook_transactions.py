@@ -109,7 +109,7 @@ def test_a_new_call_is_one_insert_and_a_menu_choice_one_write(app, client, datab
         assert session.scalars(select(Call.severity).where(Call.call_sid == call.call_sid)).one() == 2
 
 
-def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client, database_url):
+def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client):
     """The reads take no lock and open no transaction; that the call heard a ticket's status (for
     statistics) is one write after them."""
     give_giulia_a_ticket(app)
