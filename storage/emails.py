@@ -2,26 +2,21 @@
 
 One email per recipient, so a refusal of one address blocks no other; an email that
 must show who else got it (an estimate or a reply to the contact, the referents in Cc)
-is one message with its `cc`. Before it is sent an email is claimed with an update that
-succeeds only once while the claim lasts, so two jobs (or one that outlived its lease)
-never send it twice.
+is one message with its `cc`. An email is sent once (storage.sending): claimed before it
+is sent, so two jobs (or one that outlived its lease) never send it twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from storage import outbox
 from storage.models import Email, Ticket
 
 SENT, REFUSED, UNSENT = "sent", "refused", "unsent"  # an email's states, as the metrics name them
-
-# Far longer than one SMTP conversation (30 s a socket operation): a claim outlives any send.
-CLAIM_SECONDS = 600
 
 
 def message_id_for(key: str, mail_from: str) -> str:
@@ -68,55 +63,6 @@ def queue_email(
     session.flush()
     outbox.add(session, outbox.EMAIL, f"email:{email.id}", ticket_id=email.ticket_id, email_id=email.id)
     return email
-
-
-def claim_email(session: Session, email_id: int, token: str) -> bool:
-    """Claim the email for sending: True once while the claim lasts; False if sent, refused or claimed."""
-    now = outbox.database_now(session)
-    claimed = session.execute(
-        update(Email)
-        .where(
-            Email.id == email_id,
-            Email.sent_at.is_(None),
-            Email.refused_at.is_(None),
-            or_(Email.claimed_until.is_(None), Email.claimed_until < now),
-        )
-        .values(claimed_by=token, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
-        .execution_options(synchronize_session=False)
-    )
-    return claimed.rowcount == 1  # type: ignore[attr-defined]
-
-
-def record_sent(session: Session, email_id: int, token: str) -> bool:
-    """The SMTP server took it: mark it sent (only by the claim's holder)."""
-    done = session.execute(
-        update(Email)
-        .where(Email.id == email_id, Email.claimed_by == token)
-        .values(sent_at=outbox.database_now(session), claimed_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    return done.rowcount == 1  # type: ignore[attr-defined]
-
-
-def record_refused(session: Session, email_id: int, token: str, answer: str) -> bool:
-    """The SMTP server refused it for good (5xx): keep its answer; it is not tried again."""
-    done = session.execute(
-        update(Email)
-        .where(Email.id == email_id, Email.claimed_by == token)
-        .values(refused_at=outbox.database_now(session), refusal=answer[:500], claimed_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    return done.rowcount == 1  # type: ignore[attr-defined]
-
-
-def release_claim(session: Session, email_id: int, token: str) -> None:
-    """A temporary failure: free the claim so the retry can send it."""
-    session.execute(
-        update(Email)
-        .where(Email.id == email_id, Email.claimed_by == token, Email.sent_at.is_(None))
-        .values(claimed_until=None)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def get_email(session: Session, key: str) -> Email | None:

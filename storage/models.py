@@ -257,7 +257,20 @@ class TicketEvent(Base):
     user: Mapped[User | None] = relationship()
 
 
-class Email(Base):
+class SentOnce:
+    """The columns of a message sent once (storage.sending): claimed before it is sent (`claimed_by`,
+    an update that succeeds once while `claimed_until` lasts), then sent, or refused for good with
+    the server's answer (`refusal`)."""
+
+    id: Mapped[int]
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refusal: Mapped[str | None] = mapped_column(String(500))
+
+
+class Email(SentOnce, Base):
     """One email to one recipient, rendered when queued and sent by its own outbox work.
 
     Claimed in the database before it is sent (`claimed_by`, an update that succeeds once),
@@ -277,16 +290,11 @@ class Email(Base):
     html: Mapped[str | None] = mapped_column(Text)  # an HTML alternative of `body` (monthly report)
     message_id: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    claimed_by: Mapped[str | None] = mapped_column(String(32))
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    refusal: Mapped[str | None] = mapped_column(String(500))
 
     ticket: Mapped[Ticket | None] = relationship()
 
 
-class TextMessage(Base):
+class TextMessage(SentOnce, Base):
     """One SMS to one number, written when its job first runs and sent through Twilio's Messages API.
 
     Claimed in the database before it is sent (`claimed_by`, an update that succeeds once), like
@@ -303,12 +311,7 @@ class TextMessage(Base):
     to_number: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    claimed_by: Mapped[str | None] = mapped_column(String(32))
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     twilio_sid: Mapped[str | None] = mapped_column(String(64))
-    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    refusal: Mapped[str | None] = mapped_column(String(500))
 
     ticket: Mapped[Ticket | None] = relationship()
 

@@ -34,8 +34,7 @@ from ivr.jobs.reports import send_monthly_reports
 from ivr.jobs.transcription import TranscriptionError, engine_for
 from ivr.settings import Settings
 from ivr.worker import runtime
-from storage import outbox
-from storage.emails import claim_email, record_refused, record_sent, release_claim
+from storage import outbox, sending
 from storage.models import Email, Ticket, VoiceMessage, utcnow
 from storage.outbox import Lease, LeaseLost
 from storage.tickets import record_event
@@ -277,7 +276,7 @@ def send_email(job: Job) -> None:
         email = session.get(Email, email_id)
         if email is None or email.sent_at is not None or email.refused_at is not None:
             return
-        if not claim_email(session, email_id, token):
+        if not sending.claim(session, Email, email_id, token):
             raise EmailInFlight(f"email {email_id} is claimed by another job")
         number = email.ticket.number if email.ticket is not None else None
         message = mail.compose(email, job.settings, number)
@@ -286,15 +285,15 @@ def send_email(job: Job) -> None:
     except mail.Refused as refusal:
         # Only the claim's holder writes (its token): a run that lost its lease may still say what happened.
         with job.make_session() as session, session.begin():
-            if record_refused(session, email_id, token, refusal.answer):
+            if sending.record_refused(session, Email, email_id, token, refusal.answer):
                 _email_refused(session, email_id, job.settings)
         return
     except Exception:
         with job.make_session() as session, session.begin():
-            release_claim(session, email_id, token)
+            sending.release(session, Email, email_id, token)
         raise
     with job.make_session() as session, session.begin():
-        if record_sent(session, email_id, token):
+        if sending.record_sent(session, Email, email_id, token):
             _email_sent(session, email_id)
 
 

@@ -42,15 +42,10 @@ from helpdesk.thread import HELP_DESK_ZONE
 from ivr.jobs import mail
 from ivr.settings import Settings
 from ivr.twilio_number import twilio_client
-from storage.models import Ticket
+from storage import sending
+from storage.models import TextMessage, Ticket
 from storage.phones import masked
-from storage.sms import (
-    claim_text_message,
-    record_text_refused,
-    record_text_sent,
-    release_text_claim,
-    write_text_message,
-)
+from storage.sms import write_text_message
 from storage.tickets import record_event
 
 if TYPE_CHECKING:
@@ -121,7 +116,7 @@ def _alert(job: Job, alert: str) -> None:
         )
         if sms.sent_at is not None or sms.refused_at is not None:
             return
-        if not claim_text_message(session, sms.id, token):
+        if not sending.claim(session, TextMessage, sms.id, token):
             raise SmsInFlight(f"SMS {sms.id} is claimed by another job")
         sms_id, to, body = sms.id, sms.to_number, sms.body
     try:  # no transaction is open while Twilio is asked
@@ -129,7 +124,7 @@ def _alert(job: Job, alert: str) -> None:
     except SmsRefused as refusal:
         answer = refusal.answer.replace(to, masked(to))
         with job.make_session() as session, session.begin():
-            if record_text_refused(session, sms_id, token, answer):
+            if sending.record_refused(session, TextMessage, sms_id, token, answer):
                 ticket = session.get(Ticket, ticket_id)
                 if ticket is not None:
                     record_event(session, ticket, "oncall_sms_refused", alert=alert, to=masked(to), answer=answer)
@@ -137,10 +132,10 @@ def _alert(job: Job, alert: str) -> None:
         return
     except Exception:
         with job.make_session() as session, session.begin():
-            release_text_claim(session, sms_id, token)
+            sending.release(session, TextMessage, sms_id, token)
         raise
     with job.make_session() as session, session.begin():
-        if record_text_sent(session, sms_id, token, sid):
+        if sending.record_sent(session, TextMessage, sms_id, token, twilio_sid=sid[:64]):
             ticket = session.get(Ticket, ticket_id)
             if ticket is not None:
                 record_event(session, ticket, "oncall_sms", alert=alert, to=masked(to), sid=sid)
