@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +25,10 @@ from ivr.settings import Secret, Settings
 from ivr.simulator import twilio_requests as twilio
 from ivr.simulator.media import RecordingServer, spoken_wav
 from ivr.simulator.twilio_requests import LINE_NUMBER, TwilioCall
+from storage.contacts import get_contact_by_phone
 from storage.db import upgrade
+from storage.models import Call
+from storage.tickets import open_ticket_for_call
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "test-auth-token-not-a-secret"
@@ -60,6 +65,16 @@ def serve_on_loopback(handle: Callable[[BaseHTTPRequestHandler], None]) -> tuple
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
+def reply_json(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    """Answer as Twilio's REST API does: `body` as JSON, with this status."""
+    data = json.dumps(body).encode()
+    request.send_response(status)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(data)))
+    request.end_headers()
+    request.wfile.write(data)
+
+
 def posted_form(request: BaseHTTPRequestHandler) -> dict[str, str]:
     """The form a client of Twilio's REST API posted (one value per field)."""
     length = int(request.headers.get("Content-Length") or 0)
@@ -93,18 +108,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         upgrade(url)
         yield url
         return
+    with private_postgresql_schema() as url:
+        upgrade(url)
+        yield url
+
+
+@contextmanager
+def private_postgresql_schema() -> Iterator[str]:
+    """A fresh schema of its own on the test PostgreSQL, dropped afterwards: its URL (a skip when none answers)."""
     if not postgres_available():
         pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    upgrade(url)
-    yield url
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture
@@ -140,6 +163,18 @@ def directory(app) -> None:  # type: ignore[no-untyped-def]
 
     with app.config["SESSIONMAKER"]() as session, session.begin():
         import_contacts(session, DIRECTORY_CSV)
+
+
+def ticket_of(app, phone: str) -> str:  # type: ignore[no-untyped-def]
+    """A ticket opened, urgency high, by a stored call from the contact with this caller ID; its number."""
+    with app.config["SESSIONMAKER"]() as session, session.begin():
+        contact = get_contact_by_phone(session, phone)
+        assert contact is not None, f"{phone} is not in the directory"
+        call = Call(call_sid="CA" + uuid.uuid4().hex, caller=phone, language="it", attempts=0)
+        call.contact, call.customer = contact, contact.customer
+        session.add(call)
+        session.flush()
+        return open_ticket_for_call(session, call, "high", voicemail=False, opened_by="a test").number or ""
 
 
 def with_settings(app, **changes):  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ and what it tells the user."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -14,7 +13,7 @@ import pytest
 
 from ivr import create_app
 from ivr.settings import Secret, Settings
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, posted_form, serve_on_loopback, twilio_basic_auth
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, posted_form, reply_json, serve_on_loopback, twilio_basic_auth
 
 NUMBER_SID = "PN" + "a" * 32
 LINE_NUMBER = "+390392847438"
@@ -46,29 +45,20 @@ class TwilioApi:
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.received.append(Received(request.command, parts.path, query, form))
         if request.headers.get("Authorization") != twilio_basic_auth(self.auth_token):
-            return self.reply(request, 401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return reply_json(request, 401, {"code": 20003, "message": "Authenticate", "status": 401})
         if request.command == "GET" and parts.path == f"{NUMBERS_PATH}.json":
             wanted = query.get("PhoneNumber", "")
             found = [n for n in self.numbers.values() if n["phone_number"] == wanted]
-            return self.reply(request, 200, page(found))
+            return reply_json(request, 200, page(found))
         sid = parts.path.removeprefix(f"{NUMBERS_PATH}/").removesuffix(".json")
         if request.command == "POST" and sid in self.numbers:
             number = self.numbers[sid]
             for name, value in form.items():
                 number[snake_case(name)] = value or None
-            return self.reply(request, 200, number)
-        return self.reply(
+            return reply_json(request, 200, number)
+        return reply_json(
             request, 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
         )
-
-    @staticmethod
-    def reply(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
 
     def updates(self) -> list[Received]:
         return [r for r in self.received if r.method == "POST"]

@@ -4,7 +4,6 @@ dispatchers emailed, at half its response time if nobody has acted on it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -36,6 +35,7 @@ from tests.conftest import (
     GIULIA,
     Caller,
     posted_form,
+    reply_json,
     serve_on_loopback,
     twilio_basic_auth,
     with_settings,
@@ -78,9 +78,9 @@ class TwilioMessages:
         form = posted_form(request)
         if request.headers.get("Authorization") != twilio_basic_auth(AUTH_TOKEN):
             self.refused_auth += 1
-            return self.reply(request, 401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return reply_json(request, 401, {"code": 20003, "message": "Authenticate", "status": 401})
         if urlsplit(request.path).path != MESSAGES_PATH:
-            return self.reply(request, 404, {"code": 20404, "message": "Not found", "status": 404})
+            return reply_json(request, 404, {"code": 20404, "message": "Not found", "status": 404})
         self.forms.append(form)
         gate, self.gate = self.gate, None
         if gate is not None:
@@ -88,7 +88,7 @@ class TwilioMessages:
             gate.wait(30)
         status = self.answers.pop(0) if self.answers else 201
         if status != 201:
-            return self.reply(request, status, ANSWERS[status])
+            return reply_json(request, status, ANSWERS[status])
         message = {
             "sid": "SM" + uuid.uuid4().hex,
             "account_sid": ACCOUNT_SID,
@@ -97,16 +97,7 @@ class TwilioMessages:
             "body": form.get("Body"),
             "status": "queued",
         }
-        self.reply(request, 201, message)
-
-    @staticmethod
-    def reply(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        reply_json(request, 201, message)
 
     def hold(self) -> threading.Event:
         self.entered.clear()

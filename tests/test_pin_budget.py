@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,12 +18,10 @@ from sqlalchemy import func, select
 
 from helpdesk.access import Reservation
 from ivr.status_guard import RedisStatusGuard
-from storage.contacts import get_contact_by_phone
-from storage.models import Call, Email
+from storage.models import Email
 from storage.pins import set_customer_pin
 from storage.ticket_numbers import check_digit
-from storage.tickets import open_ticket_for_call
-from tests.conftest import ANNA, API_TOKEN, GIULIA, STRANGER, Caller, Twiml, with_settings
+from tests.conftest import ANNA, API_TOKEN, GIULIA, STRANGER, Caller, Twiml, ticket_of, with_settings
 
 pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
@@ -58,17 +55,6 @@ def scrypt_calls(monkeypatch) -> list[tuple[int, int, int]]:
 
     monkeypatch.setattr(hashlib, "scrypt", counted)
     return calls
-
-
-def ticket_of(app, phone: str) -> str:
-    """A ticket opened by the contact with this caller ID; returns its number."""
-    with app.config["SESSIONMAKER"]() as session, session.begin():
-        contact = get_contact_by_phone(session, phone)
-        call = Call(call_sid="CA" + uuid.uuid4().hex, caller=phone, language="it", attempts=0)
-        call.contact, call.customer = contact, contact.customer
-        session.add(call)
-        session.flush()
-        return open_ticket_for_call(session, call, "high", voicemail=False, opened_by="a test").number
 
 
 def ask_about(call: Caller, number: str) -> Twiml:

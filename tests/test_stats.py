@@ -6,18 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import random
-import uuid
 from dataclasses import astuple
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from storage.db import upgrade
-from storage.models import Call, Contact, Customer, PendingWork, Ticket
+from storage.models import Call, Customer, PendingWork, Ticket
 from storage.stats import (
     Breach,
     CallFigures,
@@ -30,8 +29,7 @@ from storage.stats import (
     period,
     statistics,
 )
-from storage.tickets import open_ticket_for_call
-from tests.conftest import API_TOKEN, GIULIA, PG_URL, Caller, postgres_available
+from tests.conftest import API_TOKEN, GIULIA, Caller, private_postgresql_schema, ticket_of
 
 MARCO = "+393331234567"  # Giulia's colleague at Officine Brambilla, without tickets of his own
 
@@ -307,23 +305,14 @@ def test_as_dict_and_as_csv_say_what_the_statistics_say(filled):
 
 @pytest.fixture
 def both_databases(tmp_path: Path):  # type: ignore[no-untyped-def]
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    urls = [f"sqlite:///{tmp_path / 'agree.db'}", f"{PG_URL}?options=-csearch_path%3D{schema}"]
-    engines = []
-    for url in urls:
-        upgrade(url)
-        engines.append(create_engine(url))
-    yield engines
-    for engine in engines:
-        engine.dispose()
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with private_postgresql_schema() as postgresql_url:
+        engines = []
+        for url in (f"sqlite:///{tmp_path / 'agree.db'}", postgresql_url):
+            upgrade(url)
+            engines.append(create_engine(url))
+        yield engines
+        for engine in engines:
+            engine.dispose()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the two databases are made here
@@ -453,13 +442,7 @@ def test_a_call_dialled_to_the_technician_is_forwarded_once(app, caller):
 
 
 def test_a_call_told_a_tickets_status_is_counted_once(app, caller):
-    with app.config["SESSIONMAKER"]() as session, session.begin():
-        contact = session.scalars(select(Contact).where(Contact.phone == GIULIA)).one()
-        opener = Call(call_sid="CA" + uuid.uuid4().hex, caller=GIULIA, language="it", attempts=0)
-        opener.contact, opener.customer = contact, contact.customer
-        session.add(opener)
-        session.flush()
-        open_ticket_for_call(session, opener, "high", voicemail=False, opened_by="a test")
+    ticket_of(app, GIULIA)
     call: Caller = caller(GIULIA)
     call.dial_in(), call.stay_silent()
     mine = call.press("2")  # her open tickets, read out: a read-only webhook
@@ -474,13 +457,7 @@ def test_a_call_told_a_tickets_status_is_counted_once(app, caller):
 
 
 def test_a_call_that_reaches_its_status_by_typing_the_number_is_counted(app, caller):
-    with app.config["SESSIONMAKER"]() as session, session.begin():
-        contact = session.scalars(select(Contact).where(Contact.phone == GIULIA)).one()
-        opener = Call(call_sid="CA" + uuid.uuid4().hex, caller=GIULIA, language="it", attempts=0)
-        opener.contact, opener.customer = contact, contact.customer
-        session.add(opener)
-        session.flush()
-        number = open_ticket_for_call(session, opener, "high", voicemail=False, opened_by="a test").number or ""
+    number = ticket_of(app, GIULIA)
     call: Caller = caller(MARCO)
     call.dial_in(), call.stay_silent()
     call.press("2")  # no tickets of his own: asked for a number

@@ -5,7 +5,6 @@ connection that costs the caller nothing."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,9 +12,8 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, event, select
 
-from storage.models import Call, Contact, Ticket
-from storage.tickets import open_ticket_for_call
-from tests.conftest import BASE_URL, GIULIA, Caller, Twiml
+from storage.models import Call, Ticket
+from tests.conftest import BASE_URL, GIULIA, Caller, Twiml, ticket_of
 
 pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
@@ -47,16 +45,6 @@ def at_main_menu(client) -> Caller:  # type: ignore[no-untyped-def]
     menu = call.stay_silent()
     assert "Officine Brambilla" in menu.said()
     return call
-
-
-def give_giulia_a_ticket(app) -> str:  # type: ignore[no-untyped-def]
-    with app.config["SESSIONMAKER"]() as session, session.begin():
-        contact = session.scalars(select(Contact).where(Contact.phone == GIULIA)).one()
-        call = Call(call_sid="CA" + uuid.uuid4().hex, caller=GIULIA, language="it", attempts=0)
-        call.contact, call.customer = contact, contact.customer
-        session.add(call)
-        session.flush()
-        return open_ticket_for_call(session, call, "high", voicemail=False, opened_by="a test").number or ""
 
 
 def test_a_key_that_leads_to_the_next_menu_touches_no_database(app, client):
@@ -112,7 +100,7 @@ def test_a_new_call_is_one_insert_and_a_menu_choice_one_write(app, client, datab
 def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client):
     """The reads take no lock and open no transaction; that the call heard a ticket's status (for
     statistics) is one write after them."""
-    give_giulia_a_ticket(app)
+    ticket_of(app, GIULIA)
     call = at_main_menu(client)
     with statements(app.config["ENGINE"]) as seen:
         mine = call.press("2")
@@ -154,7 +142,7 @@ def test_opening_a_ticket_writes_the_ticket_its_thread_its_work_and_the_call_onc
 def test_a_read_only_webhook_is_answered_while_another_process_holds_the_sqlite_write_lock(app, client, settings):
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite's database-wide write lock")
-    give_giulia_a_ticket(app)
+    ticket_of(app, GIULIA)
     call = at_main_menu(client)
     holder = app.config["ENGINE"].connect()
     holder.begin()  # BEGIN IMMEDIATE (storage.db): the worker, say, in the middle of a write
