@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -62,3 +63,31 @@ def database_of_its_own(url: str | None, name: str) -> Iterator[str]:
             yield private
     else:
         yield url
+
+
+def thousand_and_million(description: str | None, *, times: int, what: str) -> argparse.Namespace:
+    """The command line of a benchmark timed at a thousand and at a million tickets (`what` is timed `times` times)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="default: a fresh SQLite file in a temporary folder; on PostgreSQL, a private schema of the database",
+    )
+    parser.add_argument("--small", type=int, default=1_000, help="tickets in the first round")
+    parser.add_argument("--large", type=int, default=1_000_000, help="tickets in the second round")
+    parser.add_argument("--times", type=int, default=times, help=f"runs of each {what} per round")
+    return parser.parse_args()
+
+
+def print_ratios(column: str, sizes: tuple[int, int], results: dict[int, dict[str, float]], unit: str) -> None:
+    """The Markdown table of each figure at both sizes (`unit`: "µs", no decimals, or "ms", one) and their ratio."""
+    small_size, large_size = sizes
+    small, large = results[small_size], results[large_size]
+    digits = 0 if unit == "µs" else 1
+    print(f"| {column} | {small_size:,} tickets | {large_size:,} tickets | ratio |")
+    print("|---|---:|---:|---:|")
+    for name in small:
+        print(
+            f"| {name} | {small[name]:,.{digits}f} {unit} | {large[name]:,.{digits}f} {unit} "
+            f"| {large[name] / small[name]:.2f} |"
+        )

@@ -13,7 +13,6 @@ each; flat is close to 1.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import time
@@ -26,7 +25,15 @@ from flask import Flask
 from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from benchmarks import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, bench_app, database_of_its_own
+from benchmarks import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BASE_URL,
+    bench_app,
+    database_of_its_own,
+    print_ratios,
+    thousand_and_million,
+)
 from helpdesk.phases import OPEN_PHASES
 from ivr.simulator import twilio_requests as twilio
 from ivr.simulator.commands import DEMO_CALLER
@@ -172,16 +179,7 @@ def measure(app: Flask, contact_id: int, number: str, caller: str, times: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="default: a fresh SQLite file in a temporary folder; on PostgreSQL, a private schema of the database",
-    )
-    parser.add_argument("--small", type=int, default=1_000, help="tickets in the first round")
-    parser.add_argument("--large", type=int, default=1_000_000, help="tickets in the second round")
-    parser.add_argument("--times", type=int, default=400, help="runs of each lookup per round")
-    args = parser.parse_args()
+    args = thousand_and_million(__doc__, times=400, what="lookup")
     with database_of_its_own(args.database_url, "lookups") as url:
         run_rounds(url, args.small, args.large, args.times)
 
@@ -209,12 +207,8 @@ def run_rounds(url: str, small_size: int, large_size: int, times: int) -> None:
         print(f"filled to {size:,} tickets in {time.perf_counter() - start:.1f} s", flush=True)
         results[size] = measure(app, contact_id, number, caller, times)
 
-    small, large = results[small_size], results[large_size]
     print(f"\n{engine.dialect.name}: median per lookup, {small_size:,} and {large_size:,} tickets\n")
-    print(f"| lookup | {small_size:,} tickets | {large_size:,} tickets | ratio |")
-    print("|---|---:|---:|---:|")
-    for name in small:
-        print(f"| {name} | {small[name]:,.0f} µs | {large[name]:,.0f} µs | {large[name] / small[name]:.2f} |")
+    print_ratios("lookup", (small_size, large_size), results, "µs")
     engine.dispose()
 
 

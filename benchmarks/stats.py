@@ -13,7 +13,6 @@ and for one customer, the median of several runs, and prints the 1M/1k ratio; fl
 
 from __future__ import annotations
 
-import argparse
 import statistics as median_of
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
-from benchmarks import database_of_its_own
+from benchmarks import database_of_its_own, print_ratios, thousand_and_million
 from storage.db import make_engine, upgrade
 from storage.models import Customer, Ticket
 from storage.stats import period, statistics
@@ -172,26 +171,13 @@ def run_rounds(url: str, small_size: int, large_size: int, times: int) -> None:
         results[size], figures = measure(engine, times)
         print(f"  the month: {figures}", flush=True)
 
-    small, large = results[small_size], results[large_size]
     print(f"\n{engine.dialect.name}: median of {times} runs, {small_size:,} and {large_size:,} tickets\n")
-    print(f"| statistics | {small_size:,} tickets | {large_size:,} tickets | ratio |")
-    print("|---|---:|---:|---:|")
-    for name in small:
-        print(f"| {name} | {small[name]:,.1f} ms | {large[name]:,.1f} ms | {large[name] / small[name]:.2f} |")
+    print_ratios("statistics", (small_size, large_size), results, "ms")
     engine.dispose()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="default: a fresh SQLite file in a temporary folder; on PostgreSQL, a private schema of the database",
-    )
-    parser.add_argument("--small", type=int, default=1_000, help="tickets in the first round: the month's")
-    parser.add_argument("--large", type=int, default=1_000_000, help="tickets in the second round")
-    parser.add_argument("--times", type=int, default=7, help="runs of each query per round")
-    args = parser.parse_args()
+    args = thousand_and_million(__doc__, times=7, what="query")
     with database_of_its_own(args.database_url, "stats") as url:
         run_rounds(url, args.small, args.large, args.times)
 
