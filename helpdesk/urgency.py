@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from storage.models import Call
 from storage.tickets import URGENCIES
 
 # severity pressed by the caller: 1 everything is stopped, 2 it partly works, 3 a request
@@ -75,16 +74,6 @@ def verified_sla(contact_id: int | None, customer_sla: str | None) -> str | None
     A customer code typed on the keypad is a claim, and claims buy neither urgency nor deadlines.
     """
     return customer_sla if contact_id is not None else None
-
-
-def sla_of_verified_customer(call: Call) -> str | None:
-    """verified_sla of a call held as an ORM object: the customer of the contact known by caller ID."""
-    return call.contact.customer.sla if call.contact is not None else None
-
-
-def opening_urgency(call: Call) -> str:
-    """The provisional urgency of the call's ticket: the caller's triage with the verified customer's SLA."""
-    return provisional_urgency(call.severity, sla_of_verified_customer(call))
 
 
 def raised_by_transcript(urgency: str, transcript: str) -> tuple[str, str] | None:

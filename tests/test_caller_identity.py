@@ -8,11 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from helpdesk import thread
-from helpdesk.urgency import opening_urgency, sla_of_verified_customer
+from helpdesk.intake import open_ticket
 from storage.contacts import get_contact_by_phone, get_customer_by_code
 from storage.models import Call, Ticket
-from storage.pins import set_customer_pin
-from storage.tickets import open_ticket_for_call
 from tests.conftest import GIULIA, STRANGER, Caller, Twiml
 
 pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
@@ -77,7 +75,7 @@ def test_at_the_storage_level_a_typed_number_is_a_callback_and_a_suggestion_neve
         call.callback_number, call.suggested_contact = GIULIA, giulia
         session.add(call)
         session.flush()
-        ticket = open_ticket_for_call(session, call, opening_urgency(call), voicemail=False, opened_by="a test")
+        ticket = open_ticket(session, call, voicemail=False, opened_by="a test")
         ticket_id, giulia_id = ticket.id, giulia.id
     with app.config["SESSIONMAKER"]() as session:
         stored = session.get(Ticket, ticket_id)
@@ -95,7 +93,7 @@ def test_at_the_storage_level_a_typed_code_links_the_customer_provisionally(app)
         call.customer = verdi
         session.add(call)
         session.flush()
-        ticket = open_ticket_for_call(session, call, opening_urgency(call), voicemail=False, opened_by="a test")
+        ticket = open_ticket(session, call, voicemail=False, opened_by="a test")
         ticket_id, verdi_id = ticket.id, verdi.id
     with app.config["SESSIONMAKER"]() as session:
         stored = session.get(Ticket, ticket_id)
@@ -135,7 +133,9 @@ def test_a_claimed_customers_sla_does_not_raise_the_urgency(app, caller):
 
 
 def test_only_the_caller_ids_contact_has_a_verified_sla(app):
-    with app.config["SESSIONMAKER"]() as session:
+    """Everything stopped: critical for Giulia identified by caller ID (premium), high for the same customer
+    claimed by a typed code or suggested by a typed callback number (no verified SLA: the base answer)."""
+    with app.config["SESSIONMAKER"]() as session, session.begin():
         giulia = get_contact_by_phone(session, GIULIA)
         identified = Call(call_sid="CA1", caller=GIULIA, severity=1)
         identified.contact, identified.customer = giulia, giulia.customer
@@ -143,44 +143,10 @@ def test_only_the_caller_ids_contact_has_a_verified_sla(app):
         claimed.customer = giulia.customer
         withheld = Call(call_sid="CA3", caller=None, callback_number=GIULIA, severity=1)
         withheld.suggested_contact = giulia
-        assert sla_of_verified_customer(identified) == "premium" and opening_urgency(identified) == "critical"
-        assert sla_of_verified_customer(claimed) is None and opening_urgency(claimed) == "high"
-        assert sla_of_verified_customer(withheld) is None and opening_urgency(withheld) == "high"
-
-
-def test_a_withheld_caller_with_giulias_number_must_give_the_ticket_number_and_its_pin(app, caller):
-    giulias = caller(GIULIA)
-    giulias.dial_in(), giulias.stay_silent()
-    open_everything_stopped(giulias)
-    number = the_ticket(app).number
-    with app.config["SESSIONMAKER"]() as session, session.begin():
-        set_customer_pin(session, "1001", "2468")
-
-    call, _ = withheld_typing(caller, "0392301122")
-    call.stay_silent()
-    asked = call.press("2")
-    assert "Digiti il numero della richiesta" in asked.said() and "richieste aperte" not in asked.said()
-    pin = call.press(number + "#")
-    assert "digiti il PIN telefonico" in pin.said()
-    refused = call.press("1111#")
-    assert refused.said().startswith("Non possiamo dare informazioni su questa richiesta")
-    status = call.press("2468#")
-    assert "Stato: ricevuta" in status.said()
-
-
-def test_a_provisional_customers_contacts_and_pin_open_nothing_of_that_ticket(app, caller):
-    stranger = caller(STRANGER)
-    stranger.dial_in(), stranger.stay_silent(), stranger.press("1001#")
-    open_everything_stopped(stranger)
-    number = the_ticket(app).number
-    with app.config["SESSIONMAKER"]() as session, session.begin():
-        set_customer_pin(session, "1001", "2468")
-
-    marco = caller(MARCO)  # a contact of Officine Brambilla, by caller ID
-    marco.dial_in(), marco.stay_silent(), marco.press("2")
-    assert "digiti il PIN telefonico" in marco.press(number + "#").said()
-    assert marco.press("2468#").said().startswith("Non possiamo dare informazioni")
-
-    again = caller(STRANGER)  # the number that opened it still hears it
-    again.dial_in(), again.stay_silent(), again.stay_silent(), again.press("2")
-    assert "Stato: ricevuta" in again.press(number + "#").said()
+        session.add_all([identified, claimed, withheld])
+        opened = [
+            open_ticket(session, call, voicemail=False, opened_by="a test") for call in (identified, claimed, withheld)
+        ]
+        assert giulia.customer.sla == "premium"
+        assert [ticket.urgency for ticket in opened] == ["critical", "high", "high"]
+        assert [ticket.needs_match for ticket in opened] == [False, True, True]
