@@ -246,6 +246,12 @@ def _autocommit(engine: Engine) -> dict[str, Any]:
     return {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {"single_statement": True}
 
 
+def _sqlite_busy_timeout(connection: Connection, milliseconds: int) -> None:
+    """How long SQLite waits for another's write lock, set on the driver's own connection (not a statement)."""
+    driver_connection: Any = connection.connection.driver_connection
+    driver_connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
+
+
 class CallTransaction:
     """One webhook's database work on one call: nothing until needed, then one transaction, for reading or writing.
 
@@ -378,11 +384,9 @@ class CallTransaction:
         now = utcnow()
         row = {**_NEW_CALL_DEFAULTS, "call_sid": self.call_sid, "caller": self.caller()}
         row.update(told, started_at=now, updated_at=now)
-        # The driver's own connection for the busy timeout: two PRAGMAs, not two statements through SQLAlchemy.
-        sqlite_connection = connection.connection.driver_connection if connection.dialect.name == "sqlite" else None
-        patient = wait or sqlite_connection is None
+        patient = wait or connection.dialect.name != "sqlite"
         if not patient:
-            sqlite_connection.execute(f"PRAGMA busy_timeout = {SHORT_WAIT_MS}")  # type: ignore[union-attr]
+            _sqlite_busy_timeout(connection, SHORT_WAIT_MS)
         try:
             if told:
                 connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
@@ -395,7 +399,7 @@ class CallTransaction:
             log.warning("call %s: the database was locked; not stored: %s", self.call_sid, sorted(told))
         finally:
             if not patient:
-                sqlite_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
+                _sqlite_busy_timeout(connection, BUSY_TIMEOUT_MS)
         self._told = None
 
     def close(self) -> None:

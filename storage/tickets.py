@@ -146,12 +146,9 @@ _INSERT_CALL_TICKET = {
     for dialect in (postgresql, sqlite)
 }
 _SET_NUMBER = update(_tickets).where(_tickets.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
-_OPENED_BY_SID = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid).where(
-    _tickets.c.call_sid == bindparam("sid")
-)
-_OPENED_BY_ID = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid).where(
-    _tickets.c.id == bindparam("ticket_id")
-)
+_OPENED = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid)
+_OPENED_BY_SID = _OPENED.where(_tickets.c.call_sid == bindparam("sid"))
+_OPENED_BY_ID = _OPENED.where(_tickets.c.id == bindparam("ticket_id"))
 _ADD_EVENT = insert(_events).values(
     ticket_id=bindparam("ticket_id"),
     kind=bindparam("kind"),
