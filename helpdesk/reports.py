@@ -35,6 +35,7 @@ from helpdesk import deadlines
 from helpdesk.sla import UNREGISTERED_LEVEL, SlaTable
 from helpdesk.thread import HELP_DESK_ZONE
 from storage import outbox
+from storage.contacts import get_customer_by_code
 from storage.models import Contact, Customer, Ticket
 from storage.tickets import URGENCIES
 
@@ -121,7 +122,7 @@ def month_period(month: date) -> tuple[datetime, datetime]:
 
 def get_customer(session: Session, code: str) -> Customer:
     """The customer with `code`; ReportError if none."""
-    customer = session.scalars(select(Customer).where(Customer.code == code.strip())).one_or_none()
+    customer = get_customer_by_code(session, code.strip())
     if customer is None:
         raise ReportError(f"no customer has the code {code!r}")
     return customer
