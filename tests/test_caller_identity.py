@@ -11,6 +11,7 @@ from helpdesk import thread
 from helpdesk.intake import open_ticket
 from storage.contacts import get_contact_by_phone, get_customer_by_code
 from storage.models import Call, Ticket
+from storage.pins import set_customer_pin
 from tests.conftest import GIULIA, STRANGER, Caller, Twiml
 
 pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
@@ -150,3 +151,41 @@ def test_only_the_caller_ids_contact_has_a_verified_sla(app):
         assert giulia.customer.sla == "premium"
         assert [ticket.urgency for ticket in opened] == ["critical", "high", "high"]
         assert [ticket.needs_match for ticket in opened] == [False, True, True]
+
+
+def test_a_withheld_caller_with_giulias_number_must_give_the_ticket_number_and_its_pin(app, caller):
+    giulias = caller(GIULIA)
+    giulias.dial_in(), giulias.stay_silent()
+    open_everything_stopped(giulias)
+    number = the_ticket(app).number
+    with app.config["SESSIONMAKER"]() as session, session.begin():
+        set_customer_pin(session, "1001", "2468")
+
+    call, _ = withheld_typing(caller, "0392301122")
+    call.stay_silent()
+    asked = call.press("2")
+    assert "Digiti il numero della richiesta" in asked.said() and "richieste aperte" not in asked.said()
+    pin = call.press(number + "#")
+    assert "digiti il PIN telefonico" in pin.said()
+    refused = call.press("1111#")
+    assert refused.said().startswith("Non possiamo dare informazioni su questa richiesta")
+    status = call.press("2468#")
+    assert "Stato: ricevuta" in status.said()
+
+
+def test_a_provisional_customers_contacts_and_pin_open_nothing_of_that_ticket(app, caller):
+    stranger = caller(STRANGER)
+    stranger.dial_in(), stranger.stay_silent(), stranger.press("1001#")
+    open_everything_stopped(stranger)
+    number = the_ticket(app).number
+    with app.config["SESSIONMAKER"]() as session, session.begin():
+        set_customer_pin(session, "1001", "2468")
+
+    marco = caller(MARCO)  # a contact of Officine Brambilla, by caller ID
+    marco.dial_in(), marco.stay_silent(), marco.press("2")
+    assert "digiti il PIN telefonico" in marco.press(number + "#").said()
+    assert marco.press("2468#").said().startswith("Non possiamo dare informazioni")
+
+    again = caller(STRANGER)  # the number that opened it still hears it
+    again.dial_in(), again.stay_silent(), again.stay_silent(), again.press("2")
+    assert "Stato: ricevuta" in again.press(number + "#").said()
