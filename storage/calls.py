@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import BUSY_TIMEOUT_MS
 from storage.models import Call, Customer, Ticket, utcnow
+from storage.statements import Statement, mapping, none_of, run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ SHORT_WAIT_MS = 200  # how long a read-only webhook waits for SQLite's write loc
 JOINED = ("company", "customer_sla", "ticket_number", "ticket_recording_sid")
 
 
-def _by_sid(lock: bool) -> Any:
+def _by_sid(lock: bool) -> Statement:
     statement = (
         select(
             *(calls.c[name] for name in COLUMNS),
@@ -79,7 +80,7 @@ def _by_sid(lock: bool) -> Any:
         )
         .where(calls.c.call_sid == bindparam("sid"))
     )
-    return statement.with_for_update(of=calls) if lock else statement
+    return Statement(statement.with_for_update(of=calls) if lock else statement)
 
 
 _READ, _LOCK = _by_sid(False), _by_sid(True)
@@ -144,14 +145,17 @@ class CallRecord:
 _NEW_CALL_DEFAULTS = {"language": "it", "attempts": 0, "inquiry_index": 0, "contact_id": None, "customer_id": None}
 # Built once: a statement built per request costs more than running it.
 _INSERT_IF_NEW = {
-    dialect.__name__.rpartition(".")[2]: dialect.insert(calls)
-    .values(
-        {
-            name: bindparam(name, type_=calls.c[name].type)
-            for name in ("call_sid", "caller", "started_at", "updated_at", *_NEW_CALL_DEFAULTS)
-        }
+    dialect.__name__.rpartition(".")[2]: Statement(
+        dialect.insert(calls)
+        .values(
+            {
+                name: bindparam(name, type_=calls.c[name].type)
+                for name in ("call_sid", "caller", "started_at", "updated_at", *_NEW_CALL_DEFAULTS)
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["call_sid"])
+        .inline()
     )
-    .on_conflict_do_nothing(index_elements=["call_sid"])
     for dialect in (postgresql, sqlite)
 }
 
@@ -160,13 +164,14 @@ def start_call(connection: Connection, call_sid: str, caller: str | None, **iden
     """A new call, stored; nothing happens if it is stored already (Twilio may send two first requests at once)."""
     now = utcnow()
     row = {**_NEW_CALL_DEFAULTS, "call_sid": call_sid, "caller": caller, "started_at": now, "updated_at": now}
-    connection.execute(_INSERT_IF_NEW[connection.dialect.name], {**row, **identity})
+    run(connection, _INSERT_IF_NEW[connection.dialect.name], {**row, **identity})
 
 
 def get_call(connection: Connection, call_sid: str, *, lock: bool) -> CallRecord | None:
     """The call with this CallSid; `lock`: its row locked until the transaction ends (PostgreSQL)."""
-    row = connection.execute(_LOCK if lock else _READ, {"sid": call_sid}).mappings().first()
-    return CallRecord(dict(row)) if row is not None else None
+    statement = _LOCK if lock else _READ
+    rows = run(connection, statement, {"sid": call_sid})
+    return CallRecord(mapping(statement, connection, rows[0])) if rows else None
 
 
 def get_or_start_call(connection: Connection, call_sid: str, caller: str | None, *, lock: bool) -> CallRecord:
@@ -183,7 +188,7 @@ _END = (
     update(calls)
     .where(
         calls.c.call_sid == bindparam("sid"),
-        or_(calls.c.call_status.is_(None), calls.c.call_status.not_in(FINAL_STATUSES)),
+        or_(calls.c.call_status.is_(None), none_of(calls.c.call_status, FINAL_STATUSES)),
     )
     .values(
         call_status=bindparam("status"),
@@ -196,7 +201,8 @@ _END = (
 
 
 # The usual end: the call owes no ticket (it has one, or no message was recorded), so ending it is all there is to do.
-_END_OWING_NOTHING = _END.where(or_(calls.c.ticket_id.is_not(None), calls.c.recording_sid.is_(None)))
+_END_OWING_NOTHING = Statement(_END.where(or_(calls.c.ticket_id.is_not(None), calls.c.recording_sid.is_(None))))
+_END_ANY = Statement(_END)
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,8 @@ class EndedCall:
 def end_call(connection: Connection, call_sid: str, status: str, duration: int, ended_at: datetime) -> EndedCall | None:
     """Store how a call ended, in one statement; None when the call is not stored or had ended already."""
     params = {"sid": call_sid, "status": status, "duration": duration, "ended_at": ended_at, "now": utcnow()}
-    row = connection.execute(_END, params).first()
-    return EndedCall(row[0], row[1], row[2]) if row is not None else None
+    rows = run(connection, _END_ANY, params)
+    return EndedCall(*rows[0]) if rows else None
 
 
 def save_call(connection: Connection, call: CallRecord) -> None:
@@ -218,18 +224,18 @@ def save_call(connection: Connection, call: CallRecord) -> None:
     changes = call.take_changes()
     if changes:
         changes["updated_at"] = utcnow()
-        connection.execute(_update_of(frozenset(changes)), {**changes, "call_id": call.id})
+        run(connection, _update_of(frozenset(changes)), {**changes, "call_id": call.id})
 
 
 @lru_cache(maxsize=256)
-def _update_of(columns: frozenset[str]) -> Any:
+def _update_of(columns: frozenset[str]) -> Statement:
     """The UPDATE of these columns, built once for each set of columns a webhook changes."""
     values = {name: bindparam(name, type_=calls.c[name].type) for name in sorted(columns)}
-    return update(calls).where(calls.c.id == bindparam("call_id")).values(values)
+    return Statement(update(calls).where(calls.c.id == bindparam("call_id")).values(values))
 
 
 @lru_cache(maxsize=64)
-def _upsert_of(dialect_name: str, columns: frozenset[str]) -> Any:
+def _upsert_of(dialect_name: str, columns: frozenset[str]) -> Statement:
     """Store a call with these columns set: inserted if new, else only these columns (and updated_at) changed."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     names = ("call_sid", "caller", "started_at", "updated_at", *_NEW_CALL_DEFAULTS, *sorted(columns))
@@ -237,7 +243,7 @@ def _upsert_of(dialect_name: str, columns: frozenset[str]) -> Any:
     changed: dict[str, Any] = {name: insert.excluded[name] for name in (*sorted(columns), "updated_at")}
     for name in ONCE & columns:  # told without reading: the stored moment, if any, stays
         changed[name] = func.coalesce(calls.c[name], insert.excluded[name])
-    return insert.on_conflict_do_update(index_elements=["call_sid"], set_=changed)
+    return Statement(insert.on_conflict_do_update(index_elements=["call_sid"], set_=changed).inline())
 
 
 def _autocommit(engine: Engine) -> dict[str, Any]:
@@ -323,9 +329,9 @@ class CallTransaction:
             raise RuntimeError("end_alone runs before anything else of the webhook")
         params = {"sid": self.call_sid, "status": status, "duration": duration, "ended_at": ended_at, "now": utcnow()}
         with self.engine.connect().execution_options(**_autocommit(self.engine)) as connection:
-            ended = connection.execute(_END_OWING_NOTHING, params).first()
+            ended = run(connection, _END_OWING_NOTHING, params)
             connection.commit()
-        return ended is not None
+        return bool(ended)
 
     @property
     def connection(self) -> Connection:
@@ -389,9 +395,9 @@ class CallTransaction:
             _sqlite_busy_timeout(connection, SHORT_WAIT_MS)
         try:
             if told:
-                connection.execute(_upsert_of(connection.dialect.name, frozenset(told)), row)
+                run(connection, _upsert_of(connection.dialect.name, frozenset(told)), row)
             else:
-                connection.execute(_INSERT_IF_NEW[connection.dialect.name], row)
+                run(connection, _INSERT_IF_NEW[connection.dialect.name], row)
             connection.commit()
         except OperationalError:
             if patient:

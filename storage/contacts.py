@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Contact, Customer
 from storage.phones import to_e164
+from storage.statements import Statement, run
 
 HEADER = ["customer_code", "customer_name", "sla", "contact_name", "email", "phone", "referent"]
 SLA_LEVELS = ("base", "business", "premium")
@@ -176,7 +177,7 @@ class Identity:
 
 
 _contacts, _customers = Contact.__table__, Customer.__table__
-_IDENTITY_BY_PHONE = (
+_IDENTITY_BY_PHONE = Statement(
     select(_contacts.c.id, _contacts.c.customer_id, _customers.c.name, _customers.c.sla)
     .join(_customers, _customers.c.id == _contacts.c.customer_id)
     .where(_contacts.c.phone == bindparam("phone"))
@@ -187,8 +188,8 @@ _IDENTITY_BY_PHONE = (
 
 def identify_by_phone(connection: Connection, phone: str) -> Identity | None:
     """The contact with this E.164 number (the first one, if colleagues share a line), in one query."""
-    row = connection.execute(_IDENTITY_BY_PHONE, {"phone": phone}).first()
-    return Identity(*row) if row is not None else None
+    rows = run(connection, _IDENTITY_BY_PHONE, {"phone": phone})
+    return Identity(*rows[0]) if rows else None
 
 
 def get_contact_by_phone(session: Session, phone: str) -> Contact | None:

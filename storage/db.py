@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.statements import execute_sql
+
 if TYPE_CHECKING:  # Alembic is loaded only when a schema is brought up to date
     from alembic.config import Config
 
@@ -46,7 +48,8 @@ def make_engine(url: str) -> Engine:
             options = connection.get_execution_options()
             if options.get("single_statement"):
                 return  # one statement on its own (storage.calls): atomic without a transaction
-            connection.exec_driver_sql("BEGIN DEFERRED" if options.get("read_only") else "BEGIN IMMEDIATE")
+            # On the driver's cursor: a statement through SQLAlchemy costs more than SQLite's BEGIN.
+            execute_sql(connection, "BEGIN DEFERRED" if options.get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     # No pre-ping round trip per checkout: a connection the server dropped fails its first

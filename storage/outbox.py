@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Table, bindparam, case, func, insert, or_, se
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import PendingWork
+from storage.statements import Statement, run
 
 FOLLOW_UP = "follow_up"  # a new ticket: fetch its recording, transcribe it, queue its emails
 VOICE_MESSAGE = "voice_message"  # a message added by phone to a ticket: fetch, transcribe, notify
@@ -112,12 +113,14 @@ def add(session: Session, kind: str, key: str, **about: Any) -> PendingWork:
 
 
 _pending: Table = PendingWork.__table__  # type: ignore[assignment]
-_ADD = insert(_pending).values({name: bindparam(name, type_=_pending.c[name].type) for name in new_work("", "")})
+_ADD = Statement(
+    insert(_pending).values({name: bindparam(name, type_=_pending.c[name].type) for name in new_work("", "")}).inline()
+)
 
 
 def add_new(connection: Connection, works: list[dict[str, object]]) -> None:
     """Add new work (rows made by `new_work`) in the connection's transaction, in one Core statement."""
-    connection.execute(_ADD, works)
+    run(connection, _ADD, works)
 
 
 def reopen(session: Session, key: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Protocol
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from storage import outbox
 from storage.models import Call, Contact, Customer, Ticket, TicketEvent, User, VoiceMessage, utcnow
+from storage.statements import Statement, one_of, run
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
@@ -139,21 +141,29 @@ _OPENING_COLUMNS = (
 # Built once (a statement built per request costs more than running it). A CallSid that has a
 # ticket already inserts nothing and returns no row.
 _INSERT_CALL_TICKET = {
-    dialect.__name__.rpartition(".")[2]: dialect.insert(_tickets)
-    .values({name: bindparam(name, type_=_tickets.c[name].type) for name in _OPENING_COLUMNS})
-    .on_conflict_do_nothing(index_elements=["call_sid"])
-    .returning(_tickets.c.id)
+    dialect.__name__.rpartition(".")[2]: Statement(
+        dialect.insert(_tickets)
+        .values({name: bindparam(name, type_=_tickets.c[name].type) for name in _OPENING_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["call_sid"])
+        .returning(_tickets.c.id)
+    )
     for dialect in (postgresql, sqlite)
 }
-_SET_NUMBER = update(_tickets).where(_tickets.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
+_SET_NUMBER = Statement(
+    update(_tickets).where(_tickets.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
+)
 _OPENED = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid)
-_OPENED_BY_SID = _OPENED.where(_tickets.c.call_sid == bindparam("sid"))
-_OPENED_BY_ID = _OPENED.where(_tickets.c.id == bindparam("ticket_id"))
-_ADD_EVENT = insert(_events).values(
-    ticket_id=bindparam("ticket_id"),
-    kind=bindparam("kind"),
-    facts=bindparam("facts", type_=_events.c.facts.type),
-    at=bindparam("at", type_=_events.c.at.type),
+_OPENED_BY_SID = Statement(_OPENED.where(_tickets.c.call_sid == bindparam("sid")))
+_OPENED_BY_ID = Statement(_OPENED.where(_tickets.c.id == bindparam("ticket_id")))
+_ADD_EVENT = Statement(
+    insert(_events)
+    .values(
+        ticket_id=bindparam("ticket_id"),
+        kind=bindparam("kind"),
+        facts=bindparam("facts", type_=_events.c.facts.type),
+        at=bindparam("at", type_=_events.c.at.type),
+    )
+    .inline()
 )
 
 
@@ -184,8 +194,8 @@ def open_call_ticket(
     here. Sets `call.ticket_id`; the caller stores the call and commits.
     """
     if call.ticket_id is not None:
-        row = connection.execute(_OPENED_BY_ID, {"ticket_id": call.ticket_id}).one()
-        return OpenedTicket(row[0], row[1], row[2], new=False)
+        ((ticket_id, number, recording_sid),) = run(connection, _OPENED_BY_ID, {"ticket_id": call.ticket_id})
+        return OpenedTicket(ticket_id, number, recording_sid, new=False)
     now = opened_at or utcnow()
     values = {
         "urgency": urgency,
@@ -207,17 +217,18 @@ def open_call_ticket(
         "created_at": now,
         "updated_at": now,
     }
-    ticket_id = connection.execute(_INSERT_CALL_TICKET[connection.dialect.name], values).scalar()
-    if ticket_id is None:  # opened already, by a webhook that did not get to store it on the call
-        row = connection.execute(_OPENED_BY_SID, {"sid": call.call_sid}).one()
-        call.ticket_id = row[0]
-        return OpenedTicket(row[0], row[1], row[2], new=False)
+    inserted = run(connection, _INSERT_CALL_TICKET[connection.dialect.name], values)
+    if not inserted:  # opened already, by a webhook that did not get to store it on the call
+        ((ticket_id, number, recording_sid),) = run(connection, _OPENED_BY_SID, {"sid": call.call_sid})
+        call.ticket_id = ticket_id
+        return OpenedTicket(ticket_id, number, recording_sid, new=False)
+    ticket_id = inserted[0][0]
     number = ticket_number(FIRST_SERIAL + ticket_id - 1)  # the id gives the serial, and so the number
-    connection.execute(_SET_NUMBER, {"ticket_id": ticket_id, "number": number})
+    run(connection, _SET_NUMBER, {"ticket_id": ticket_id, "number": number})
     entries = [{"kind": "opened", "facts": _opening_facts(connection, call, urgency, voicemail, opened_by)}]
     if call.recording_sid is None:
         entries.append({"kind": "no_audio", "facts": {}})
-    connection.execute(_ADD_EVENT, [{**entry, "ticket_id": ticket_id, "at": now} for entry in entries])
+    run(connection, _ADD_EVENT, [{**entry, "ticket_id": ticket_id, "at": now} for entry in entries])
     outbox.add_new(connection, [outbox.new_work(outbox.FOLLOW_UP, follow_up_key(ticket_id), ticket_id=ticket_id)])
     call.ticket_id = ticket_id
     return OpenedTicket(ticket_id, number, call.recording_sid, new=True)
@@ -277,8 +288,10 @@ def thread_mentions_recording(ticket: Ticket, recording_sid: str) -> bool:
     return False
 
 
-_CUSTOMER_NAMED = select(_customers.c.name, _customers.c.code).where(_customers.c.id == bindparam("customer_id"))
-_SUGGESTED = (
+_CUSTOMER_NAMED = Statement(
+    select(_customers.c.name, _customers.c.code).where(_customers.c.id == bindparam("customer_id"))
+)
+_SUGGESTED = Statement(
     select(_contacts.c.name, _customers.c.name)
     .join(_customers, _customers.c.id == _contacts.c.customer_id)
     .where(_contacts.c.id == bindparam("contact_id"))
@@ -294,12 +307,12 @@ def _opening_facts(
         facts["severity"] = call.severity
     facts["unregistered"] = call.customer_id is None
     if call.customer_id is not None and call.contact_id is None:  # a typed code: provisional
-        name, code = connection.execute(_CUSTOMER_NAMED, {"customer_id": call.customer_id}).one()
+        ((name, code),) = run(connection, _CUSTOMER_NAMED, {"customer_id": call.customer_id})
         facts["customer"], facts["customer_code"] = name, code
     if call.callback_number:
         facts["callback_number"] = call.callback_number
         if call.suggested_contact_id is not None:
-            suggested = connection.execute(_SUGGESTED, {"contact_id": call.suggested_contact_id}).one()
+            (suggested,) = run(connection, _SUGGESTED, {"contact_id": call.suggested_contact_id})
             facts["suggested_contact_id"] = call.suggested_contact_id
             facts["suggested_contact"], facts["suggested_customer"] = suggested
     facts["voicemail"] = voicemail
@@ -326,16 +339,18 @@ class TicketSummary:
     updated_at: datetime
 
 
-_OF_CONTACT = (
-    select(_tickets.c.id, _tickets.c.number, _tickets.c.status, _tickets.c.updated_at)
-    .where(_tickets.c.contact_id == bindparam("contact_id"), _tickets.c.status.in_(bindparam("phases", expanding=True)))
-    .order_by(_tickets.c.created_at.desc(), _tickets.c.id.desc())
-)
+@lru_cache(maxsize=8)
+def _of_contact(phases: tuple[str, ...]) -> Statement:
+    return Statement(
+        select(_tickets.c.id, _tickets.c.number, _tickets.c.status, _tickets.c.updated_at)
+        .where(_tickets.c.contact_id == bindparam("contact_id"), one_of(_tickets.c.status, phases))
+        .order_by(_tickets.c.created_at.desc(), _tickets.c.id.desc())
+    )
 
 
 def get_tickets_of_contact(connection: Connection, contact_id: int, phases: Collection[str]) -> list[TicketSummary]:
     """The contact's tickets in one of `phases` (helpdesk.phases names them), newest first, in one Core query."""
-    rows = connection.execute(_OF_CONTACT, {"contact_id": contact_id, "phases": list(phases)})
+    rows = run(connection, _of_contact(tuple(phases)), {"contact_id": contact_id})
     return [TicketSummary(*row) for row in rows]
 
 

@@ -1,0 +1,171 @@
+"""The webhooks' statements, compiled once per dialect and handed to the driver directly.
+
+On these machines `Connection.execute` spends 150 to 300 µs around each statement (the
+execution context, events, result metadata), several times what SQLite takes to run it:
+on a webhook that stores one row it is most of the cost. A `Statement` here is a Core
+statement compiled once for each dialect; `run` gives its SQL and parameters to the
+driver's cursor on the Connection's own driver connection, converted by the same type
+processors SQLAlchemy uses (UTC timestamps, JSON), and converts the rows back likewise.
+
+What stays SQLAlchemy's: the transaction (a statement runs in the Connection's, begun first
+if there is none, as `execute` would, so commit, rollback and an ORM session sharing it are
+unchanged), its error handling (a driver error is raised as SQLAlchemy's `DBAPIError`, a
+dropped connection invalidated with the pool's older ones), and `before_cursor_execute`
+listeners, which see the statement as the driver gets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Dialect, Executable, literal
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Processor = Callable[[Any], Any]
+
+
+def one_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (...)` over values fixed when the statement is built: compiled once, with no expansion per run."""
+    return column.in_([literal(value, column.type) for value in values])
+
+
+def none_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column NOT IN (...)` over values fixed when the statement is built (see one_of)."""
+    return column.not_in([literal(value, column.type) for value in values])
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the parameters in the order of the SQL's placeholders
+    positional: bool  # SQLite's driver takes a sequence (qmark), psycopg a mapping (pyformat)
+    fixed: dict[str, Any]  # values fixed in the statement (one_of, literal), already converted
+    column_defaults: tuple[tuple[str, Callable[[], Any]], ...]  # for the columns a statement leaves out
+    to_driver: tuple[tuple[str, Processor], ...]  # parameters the driver takes converted
+    from_driver: tuple[Processor | None, ...]  # per result column
+    keys: tuple[str, ...]  # the result columns' names
+
+    def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        values = {**self.fixed, **params}
+        for name, default in self.column_defaults:
+            if name not in params:
+                values[name] = default()
+        for name, process in self.to_driver:
+            values[name] = process(values[name])
+        return tuple(values[name] for name in self.names) if self.positional else values
+
+    def rows(self, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if not any(self.from_driver):
+            return [tuple(row) for row in rows]
+        processors = self.from_driver
+        return [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in rows]
+
+
+class Statement:
+    """A Core statement run by `run`: compiled once per dialect (no expanding IN: use one_of)."""
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _compile(self.statement, dialect)
+        return compiled
+
+
+def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    assert isinstance(compiled, SQLCompiler)
+    if compiled.has_out_parameters or compiled.literal_execute_params or compiled.post_compile_params:
+        raise ValueError(f"not a statement to compile once: {compiled.string}")
+    if compiled.escaped_bind_names:
+        raise ValueError(f"bind names the driver cannot take as they are: {sorted(compiled.escaped_bind_names)}")
+    defaults = compiled.params
+    names = tuple(compiled.positiontup or defaults)
+    # The dialect's own form of each type (SQLite's DATETIME as text), as SQLAlchemy's execute uses them.
+    processors = {name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names}
+    column_defaults = _column_defaults(compiled)
+    given = {name for name in names if compiled.binds[name].required or name in column_defaults}
+    fixed = {}
+    for name in names:
+        if name not in given:
+            process = processors[name]
+            fixed[name] = defaults[name] if process is None else process(defaults[name])
+    columns = list(getattr(statement, "exported_columns", ()))
+    return _Compiled(
+        sql=compiled.string,
+        names=names,
+        positional=compiled.positional,
+        fixed=fixed,
+        column_defaults=tuple(column_defaults.items()),
+        to_driver=tuple((name, process) for name, process in processors.items() if process and name in given),
+        from_driver=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns),
+        keys=tuple(column.key for column in columns),
+    )
+
+
+def _column_defaults(compiled: SQLCompiler) -> dict[str, Callable[[], Any]]:
+    """The Python-side defaults (`default=`, `onupdate=`) of the columns the statement leaves to them, by
+    parameter name: SQLAlchemy's execute computes them before each run, and so does `run`."""
+    made: dict[str, Callable[[], Any]] = {}
+    for columns, attribute in ((compiled.insert_prefetch, "default"), (compiled.update_prefetch, "onupdate")):
+        for column in columns:
+            default = getattr(column, attribute)
+            if default is None or not (default.is_scalar or default.is_callable):
+                raise ValueError(f"a default SQLAlchemy computes otherwise, for {column}")
+            if column.key not in compiled.binds:
+                raise ValueError(f"no parameter named {column.key} for the default of {column}")
+            made[column.key] = partial(_constant, default.arg) if default.is_scalar else partial(default.arg, None)
+    return made
+
+
+def _constant(value: Any) -> Any:
+    return value
+
+
+def run(
+    connection: Connection, statement: Statement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] = {}
+) -> list[tuple[Any, ...]]:
+    """Run `statement` in the connection's transaction, on the driver's cursor; its rows, as tuples.
+
+    A list of mappings runs it once for each (the driver's executemany; no rows come back).
+    """
+    if not connection.in_transaction():
+        connection.begin()  # as Connection.execute would (autobegin)
+    compiled = statement.compiled(connection.dialect)
+    if isinstance(params, Mapping):
+        return compiled.rows(execute_sql(connection, compiled.sql, compiled.parameters(params)))
+    execute_sql(connection, compiled.sql, [compiled.parameters(each) for each in params], many=True)
+    return []
+
+
+def execute_sql(connection: Connection, sql: str, params: Any = (), *, many: bool = False) -> list[Any]:
+    """SQL for the driver as it is, on the Connection's driver connection, as it stands (no autobegin):
+    the driver's rows. For statements compiled by `Statement`, and for storage.db's BEGIN."""
+    cursor = connection.connection.cursor()
+    try:
+        listeners = connection.dispatch.before_cursor_execute
+        if listeners:
+            for listener in listeners:
+                listener(connection, cursor, sql, params, None, many)
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except connection.dialect.loaded_dbapi.Error as error:
+        # SQLAlchemy's own handling: wrapped in DBAPIError, a disconnect invalidating the pool's connections.
+        connection._handle_dbapi_exception(error, sql, params, cursor, None)
+        raise  # not reached: it raises
+    finally:
+        cursor.close()
+
+
+def mapping(statement: Statement, connection: Connection, row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row of `statement`, by its columns' names."""
+    return dict(zip(statement.compiled(connection.dialect).keys, row, strict=True))
