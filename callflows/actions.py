@@ -55,7 +55,7 @@ def open_ticket(turn: Turn, kind: object) -> None:
     voicemail = kind == "voicemail"
     call = turn.call
     opened = intake.open_ticket_of_call(
-        turn.db.connection,
+        turn.db.transaction,
         call,
         call.customer_sla,
         voicemail=voicemail,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import BUSY_TIMEOUT_MS
 from storage.models import Call, Customer, Ticket, utcnow
-from storage.statements import Statement, mapping, none_of, run
+from storage.statements import Alone, Statement, mapping, none_of, run
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +160,21 @@ _INSERT_IF_NEW = {
 }
 
 
-def start_call(connection: Connection, call_sid: str, caller: str | None, **identity: Any) -> None:
+def start_call(connection: Connection | Alone, call_sid: str, caller: str | None, **identity: Any) -> None:
     """A new call, stored; nothing happens if it is stored already (Twilio may send two first requests at once)."""
     now = utcnow()
     row = {**_NEW_CALL_DEFAULTS, "call_sid": call_sid, "caller": caller, "started_at": now, "updated_at": now}
     run(connection, _INSERT_IF_NEW[connection.dialect.name], {**row, **identity})
 
 
-def get_call(connection: Connection, call_sid: str, *, lock: bool) -> CallRecord | None:
+def get_call(connection: Connection | Alone, call_sid: str, *, lock: bool) -> CallRecord | None:
     """The call with this CallSid; `lock`: its row locked until the transaction ends (PostgreSQL)."""
     statement = _LOCK if lock else _READ
     rows = run(connection, statement, {"sid": call_sid})
     return CallRecord(mapping(statement, connection, rows[0])) if rows else None
 
 
-def get_or_start_call(connection: Connection, call_sid: str, caller: str | None, *, lock: bool) -> CallRecord:
+def get_or_start_call(connection: Connection | Alone, call_sid: str, caller: str | None, *, lock: bool) -> CallRecord:
     call = get_call(connection, call_sid, lock=lock)
     if call is None:
         start_call(connection, call_sid, caller)
@@ -219,7 +219,7 @@ def end_call(connection: Connection, call_sid: str, status: str, duration: int, 
     return EndedCall(*rows[0]) if rows else None
 
 
-def save_call(connection: Connection, call: CallRecord) -> None:
+def save_call(connection: Connection | Alone, call: CallRecord) -> None:
     """Write what changed, in one UPDATE (none when nothing did)."""
     changes = call.take_changes()
     if changes:
@@ -252,7 +252,7 @@ def _autocommit(engine: Engine) -> dict[str, Any]:
     return {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {"single_statement": True}
 
 
-def _sqlite_busy_timeout(connection: Connection, milliseconds: int) -> None:
+def _sqlite_busy_timeout(connection: Connection | Alone, milliseconds: int) -> None:
     """How long SQLite waits for another's write lock, set on the driver's own connection (not a statement)."""
     driver_connection: Any = connection.connection.driver_connection
     driver_connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
@@ -282,13 +282,18 @@ class CallTransaction:
         self.call_sid = call_sid
         self.caller = caller  # the caller ID in E.164 (None when withheld): asked only to store a new call
         self.write = False
-        self._connection: Connection | None = None
+        self._connection: Connection | Alone | None = None
+        self._reader: Connection | None = None  # the ORM's, when a webhook that only reads asks for a session
         self._session: Session | None = None
         self._call: CallRecord | None = None
         self._told: dict[str, Any] | None = None  # what to store without reading: None, nothing at all
 
+    def _reading(self) -> bool:
+        """This webhook has read for reading only (the call, its tickets, the ORM's session)."""
+        return not self.write and (self._connection is not None or self._reader is not None)
+
     def writing(self) -> None:
-        if self._connection is not None and not self.write:
+        if self._reading():
             raise RuntimeError("this webhook read the database for reading only, then asked to write")
         self.write = True
 
@@ -311,7 +316,7 @@ class CallTransaction:
             }
             if not columns:
                 return
-        if self._connection is not None and not self.write:
+        if self._reading():
             self._told = {**(self._told or {}), **columns}
             return
         self.writing()
@@ -328,22 +333,29 @@ class CallTransaction:
         if self._connection is not None:
             raise RuntimeError("end_alone runs before anything else of the webhook")
         params = {"sid": self.call_sid, "status": status, "duration": duration, "ended_at": ended_at, "now": utcnow()}
-        with self.engine.connect().execution_options(**_autocommit(self.engine)) as connection:
-            ended = run(connection, _END_OWING_NOTHING, params)
-            connection.commit()
-        return bool(ended)
+        with Alone(self.engine) as connection:
+            return bool(run(connection, _END_OWING_NOTHING, params))
 
     @property
-    def connection(self) -> Connection:
+    def connection(self) -> Connection | Alone:
         """A transaction when writing; when reading, each statement on its own, outside any transaction
         (on SQLite no lock is held between them; on PostgreSQL no BEGIN and COMMIT round trips)."""
         if self._connection is None:
-            connection = self.engine.connect()
-            if not self.write:
-                connection.execution_options(**_autocommit(self.engine))
-            connection.begin()
-            self._connection = connection
+            if self.write:
+                connection = self.engine.connect()
+                connection.begin()
+                self._connection = connection
+            else:
+                self._connection = Alone(self.engine)
         return self._connection
+
+    @property
+    def transaction(self) -> Connection:
+        """The connection of a webhook that writes (`writing()` first), in its transaction."""
+        connection = self.connection
+        if not isinstance(connection, Connection):
+            raise RuntimeError("this webhook reads for reading only: it has no transaction")
+        return connection
 
     def call(self) -> CallRecord:
         """The call, read once (stored first if Twilio's first request for it went astray); `commit` saves it."""
@@ -357,31 +369,37 @@ class CallTransaction:
 
     @property
     def session(self) -> Session:
-        """An ORM session in the same transaction (its commit leaves the transaction to `commit()`)."""
+        """An ORM session in the same transaction (its commit leaves the transaction to `commit()`); in a
+        webhook that only reads, on a connection of its own, each statement on its own too."""
         if self._session is None:
-            self._session = Session(
-                bind=self.connection, expire_on_commit=False, autoflush=True, info=dict(self.session_info)
-            )
+            if self.write:
+                bind = self.transaction
+            else:
+                self._reader = self.engine.connect().execution_options(**_autocommit(self.engine))
+                bind = self._reader
+            self._session = Session(bind=bind, expire_on_commit=False, autoflush=True, info=dict(self.session_info))
         return self._session
 
     def commit(self) -> None:
-        if self._connection is None:
-            if self._told is not None:
-                with self.engine.connect().execution_options(**_autocommit(self.engine)) as connection:
-                    self._store_told(connection)
-            return
         if self._session is not None:
             self._session.flush()
+        connection = self._connection
+        if connection is None:
+            if self._told is not None:  # told without reading the call: one statement on its own
+                with Alone(self.engine) as alone:
+                    self._store_told(alone, wait=self.write or not ONCE.issuperset(self._told))
+            return
         if self._call is not None:
-            save_call(self._connection, self._call)
-        self._connection.commit()
+            save_call(connection, self._call)
+        if isinstance(connection, Connection):
+            connection.commit()
         if self._told:  # told after reading for reading only: on the same connection, outside any transaction
-            self._store_told(self._connection, wait=not ONCE.issuperset(self._told))
+            self._store_told(connection, wait=self.write or not ONCE.issuperset(self._told))
 
-    def _store_told(self, connection: Connection, *, wait: bool = True) -> None:
+    def _store_told(self, connection: Connection | Alone, *, wait: bool = True) -> None:
         """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer).
 
-        `connection` runs each statement on its own (`_autocommit`). Not `wait`: moments for
+        `connection` runs each statement on its own (`Alone`, or `_autocommit`). Not `wait`: moments for
         statistics alone, told after a read-only webhook's reads, which waits for no writer:
         on SQLite, while another process holds the write lock, they are dropped after a short
         wait (and logged) rather than keep the caller in silence.
@@ -398,7 +416,8 @@ class CallTransaction:
                 run(connection, _upsert_of(connection.dialect.name, frozenset(told)), row)
             else:
                 run(connection, _INSERT_IF_NEW[connection.dialect.name], row)
-            connection.commit()
+            if isinstance(connection, Connection):
+                connection.commit()  # ends SQLAlchemy's record of a transaction: the statement committed itself
         except OperationalError:
             if patient:
                 raise
@@ -413,6 +432,9 @@ class CallTransaction:
         if self._session is not None:
             self._session.close()
             self._session = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Contact, Customer
 from storage.phones import to_e164
-from storage.statements import Statement, run
+from storage.statements import Alone, Statement, run
 
 HEADER = ["customer_code", "customer_name", "sla", "contact_name", "email", "phone", "referent"]
 SLA_LEVELS = ("base", "business", "premium")
@@ -186,7 +186,7 @@ _IDENTITY_BY_PHONE = Statement(
 )
 
 
-def identify_by_phone(connection: Connection, phone: str) -> Identity | None:
+def identify_by_phone(connection: Connection | Alone, phone: str) -> Identity | None:
     """The contact with this E.164 number (the first one, if colleagues share a line), in one query."""
     rows = run(connection, _IDENTITY_BY_PHONE, {"phone": phone})
     return Identity(*rows[0]) if rows else None

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Dialect, Executable, literal
+from sqlalchemy import ColumnElement, Connection, Dialect, Engine, Executable, literal
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any]
@@ -128,14 +129,43 @@ def _constant(value: Any) -> Any:
     return value
 
 
-def run(
-    connection: Connection, statement: Statement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] = {}
-) -> list[tuple[Any, ...]]:
-    """Run `statement` in the connection's transaction, on the driver's cursor; its rows, as tuples.
-
-    A list of mappings runs it once for each (the driver's executemany; no rows come back).
+class Alone:
+    """A pooled driver connection of `engine` on which each statement commits on its own, outside any
+    transaction (PostgreSQL's driver in autocommit; SQLite's never begins by itself, storage.db): for a
+    webhook whose work is one statement, without what a Connection costs around it. Close it after use.
     """
-    if not connection.in_transaction():
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.connection = engine.raw_connection()
+        self._autocommit = self.dialect.name == "postgresql"
+        if self._autocommit:
+            self.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        try:
+            if self._autocommit and self.connection.is_valid:
+                self.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
+        finally:
+            self.connection.close()
+
+    def __enter__(self) -> Alone:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def run(
+    connection: Connection | Alone,
+    statement: Statement,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] = {},
+) -> list[tuple[Any, ...]]:
+    """Run `statement` in the connection's transaction (or on its own, on `Alone`), on the driver's cursor;
+    its rows, as tuples. A list of mappings runs it once for each (executemany; no rows come back).
+    """
+    if isinstance(connection, Connection) and not connection.in_transaction():
         connection.begin()  # as Connection.execute would (autobegin)
     compiled = statement.compiled(connection.dialect)
     if isinstance(params, Mapping):
@@ -144,12 +174,13 @@ def run(
     return []
 
 
-def execute_sql(connection: Connection, sql: str, params: Any = (), *, many: bool = False) -> list[Any]:
-    """SQL for the driver as it is, on the Connection's driver connection, as it stands (no autobegin):
+def execute_sql(connection: Connection | Alone, sql: str, params: Any = (), *, many: bool = False) -> list[Any]:
+    """SQL for the driver as it is, on the connection's driver connection, as it stands (no autobegin):
     the driver's rows. For statements compiled by `Statement`, and for storage.db's BEGIN."""
     cursor = connection.connection.cursor()
     try:
-        listeners = connection.dispatch.before_cursor_execute
+        dispatch = connection.dispatch if isinstance(connection, Connection) else connection.engine.dispatch
+        listeners = dispatch.before_cursor_execute
         if listeners:
             for listener in listeners:
                 listener(connection, cursor, sql, params, None, many)
@@ -159,13 +190,32 @@ def execute_sql(connection: Connection, sql: str, params: Any = (), *, many: boo
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description is not None else []
     except connection.dialect.loaded_dbapi.Error as error:
-        # SQLAlchemy's own handling: wrapped in DBAPIError, a disconnect invalidating the pool's connections.
-        connection._handle_dbapi_exception(error, sql, params, cursor, None)
-        raise  # not reached: it raises
+        if isinstance(connection, Connection):
+            # SQLAlchemy's own handling: wrapped in DBAPIError, a disconnect invalidating the pool's connections.
+            connection._handle_dbapi_exception(error, sql, params, cursor, None)
+        raise _wrapped(connection, error, sql, params, cursor) from error
     finally:
         cursor.close()
 
 
-def mapping(statement: Statement, connection: Connection, row: tuple[Any, ...]) -> dict[str, Any]:
+def _wrapped(alone: Alone, error: Any, sql: str, params: Any, cursor: Any) -> StatementError:
+    """A driver error on `Alone`, as SQLAlchemy would raise it; on a disconnect, the connection and the
+    pool's idle ones (opened before, so likely dropped too) are discarded, as SQLAlchemy does."""
+    disconnected = alone.dialect.is_disconnect(error, alone.connection.driver_connection, cursor)
+    if disconnected:
+        alone.connection.invalidate(error)
+        alone.engine.pool.dispose()
+    return DBAPIError.instance(
+        sql,
+        params,
+        error,
+        alone.dialect.loaded_dbapi.Error,
+        hide_parameters=alone.engine.hide_parameters,
+        connection_invalidated=disconnected,
+        dialect=alone.dialect,
+    )
+
+
+def mapping(statement: Statement, connection: Connection | Alone, row: tuple[Any, ...]) -> dict[str, Any]:
     """A row of `statement`, by its columns' names."""
     return dict(zip(statement.compiled(connection.dialect).keys, row, strict=True))

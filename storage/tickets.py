@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from storage import outbox
 from storage.models import Call, Contact, Customer, Ticket, TicketEvent, User, VoiceMessage, utcnow
-from storage.statements import Statement, one_of, run
+from storage.statements import Alone, Statement, one_of, run
 from storage.ticket_numbers import FIRST_SERIAL, ticket_number
 
 URGENCIES = ("low", "normal", "high", "critical")
@@ -348,7 +348,9 @@ def _of_contact(phases: tuple[str, ...]) -> Statement:
     )
 
 
-def get_tickets_of_contact(connection: Connection, contact_id: int, phases: Collection[str]) -> list[TicketSummary]:
+def get_tickets_of_contact(
+    connection: Connection | Alone, contact_id: int, phases: Collection[str]
+) -> list[TicketSummary]:
     """The contact's tickets in one of `phases` (helpdesk.phases names them), newest first, in one Core query."""
     rows = run(connection, _of_contact(tuple(phases)), {"contact_id": contact_id})
     return [TicketSummary(*row) for row in rows]

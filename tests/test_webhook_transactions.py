@@ -168,21 +168,47 @@ def test_sqlite_runs_in_wal_with_normal_sync_and_a_busy_timeout(app, settings):
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_a_postgresql_connection_dropped_under_the_pool_costs_the_caller_nothing(app, client, settings):
+def _to_triage(app, call: Caller) -> Twiml:  # type: ignore[no-untyped-def]
+    call.press("1")  # a new request: triage next, nothing stored yet
+    return call.press("2")  # stores the severity: one statement on its own
+
+
+def _to_own_tickets(app, call: Caller) -> Twiml:  # type: ignore[no-untyped-def]
+    return call.press("2")  # reads the call and her open tickets, outside any transaction
+
+
+def _to_confirmed_message(app, call: Caller) -> Twiml:  # type: ignore[no-untyped-def]
+    call.press("1")
+    call.press("1")
+    call.speak()
+    return call.press("1")  # opens the ticket: a transaction
+
+
+@pytest.mark.parametrize(
+    "webhook",
+    [_to_triage, _to_own_tickets, _to_confirmed_message],
+    ids=["a statement alone", "reads alone", "a transaction"],
+)
+def test_a_postgresql_connection_dropped_under_the_pool_costs_the_caller_nothing(app, client, settings, webhook):
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's server-side disconnect")
+    ticket_of(app, GIULIA)  # an open ticket of hers, for the status menu
     call = at_main_menu(client)
     engine = app.config["ENGINE"]
     with engine.connect() as connection:  # the pooled connection the next webhook will get
         pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     with psycopg.connect(settings.database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    triage = call.press("1")
-    answered = call.press("2")  # writes the severity: the stale connection fails, the webhook retries
-    assert "Ci scusi" not in triage.said() + answered.said()
-    assert answered.find("Record") is not None
+    answered = webhook(app, call)  # the stale connection fails, the webhook runs again
+    assert "Ci scusi" not in answered.said()
     with app.config["SESSIONMAKER"]() as session:
-        assert session.scalars(select(Call.severity).where(Call.call_sid == call.call_sid)).one() == 2
+        stored = session.scalars(select(Call).where(Call.call_sid == call.call_sid)).one()
+    if webhook is _to_triage:
+        assert stored.severity == 2 and answered.find("Record") is not None
+    elif webhook is _to_own_tickets:
+        assert "una richiesta aperta" in answered.said() and stored.status_heard_at is not None
+    else:
+        assert "numero" in answered.said() and stored.ticket_id is not None
 
 
 def test_a_hung_up_call_is_ended_in_one_statement(app, client):
