@@ -6,6 +6,7 @@ answer TwiML. Whatever fails, the caller hears an apology and can still leave a 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -140,7 +141,7 @@ def _turn(db: CallTransaction, language: str | None, attempts: int, item: int) -
     return Turn(
         db=db,
         is_open=lambda: current_app.config["BUSINESS_HOURS"].is_open(utcnow()),
-        url=lambda name, query: steps_root + quote(name) + ("?" + urlencode(query) if query else ""),
+        url=lambda name, query: steps_root + _step_path(name, tuple(query.items())),
         recording_callback_url=lambda purpose: external_url(
             "twilio.recording", purpose=None if purpose == "ticket" else purpose
         ),
@@ -156,6 +157,12 @@ def _turn(db: CallTransaction, language: str | None, attempts: int, item: int) -
         item=item,
         sla_table=load_sla(settings.sla_table),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_path(name: str, query: tuple[tuple[str, str], ...]) -> str:
+    """A step's path and query, quoted once: steps, languages and counts are few, and quoting is not cheap."""
+    return quote(name) + ("?" + urlencode(query) if query else "")
 
 
 def _small_number(value: str | None) -> int:
