@@ -11,7 +11,9 @@ What stays SQLAlchemy's: the transaction (a statement runs in the Connection's, 
 if there is none, as `execute` would, so commit, rollback and an ORM session sharing it are
 unchanged), its error handling (a driver error is raised as SQLAlchemy's `DBAPIError`, a
 dropped connection invalidated with the pool's older ones), and `before_cursor_execute`
-listeners, which see the statement as the driver gets it.
+listeners, which see the statement as the driver gets it. `Alone` goes one step further for
+a webhook that stores one statement or only reads: a pooled driver connection without a
+Connection around it, each statement committing on its own.
 """
 
 from __future__ import annotations
