@@ -341,6 +341,7 @@ class TicketSummary:
 
 @lru_cache(maxsize=8)
 def _of_contact(phases: tuple[str, ...]) -> Statement:
+    """A contact's tickets in these phases: one statement for each set of phases (there are few)."""
     return Statement(
         select(_tickets.c.id, _tickets.c.number, _tickets.c.status, _tickets.c.updated_at)
         .where(_tickets.c.contact_id == bindparam("contact_id"), one_of(_tickets.c.status, phases))
