@@ -5,8 +5,8 @@ webhook opens no transaction when its step needs nothing stored (a key leading t
 next menu), reads the call without locking it when it only reads, and otherwise locks the
 call's row first (on SQLite: takes the write lock before reading, so that writers queue
 instead of failing to upgrade), changes a `CallRecord` in memory and writes what changed
-in one UPDATE. The ORM shares the connection and the transaction, for the rare heavy work
-(opening a ticket, reading a ticket's status).
+in one UPDATE. Statements go to the driver (storage.statements); the ORM shares the
+connection and the transaction only where the ORM is needed (reading a ticket's status).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import BUSY_TIMEOUT_MS
 from storage.models import Call, Customer, Ticket, utcnow
-from storage.statements import Alone, Statement, mapping, none_of, run
+from storage.statements import Alone, Statement, none_of, run
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def get_call(connection: Connection | Alone, call_sid: str, *, lock: bool) -> Ca
     """The call with this CallSid; `lock`: its row locked until the transaction ends (PostgreSQL)."""
     statement = _LOCK if lock else _READ
     rows = run(connection, statement, {"sid": call_sid})
-    return CallRecord(mapping(statement, connection, rows[0])) if rows else None
+    return CallRecord(statement.mapping(rows[0])) if rows else None
 
 
 def get_or_start_call(connection: Connection | Alone, call_sid: str, caller: str | None, *, lock: bool) -> CallRecord:

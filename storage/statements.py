@@ -49,7 +49,6 @@ class _Compiled:
     column_defaults: tuple[tuple[str, Callable[[], Any]], ...]  # for the columns a statement leaves out
     to_driver: tuple[tuple[str, Processor], ...]  # parameters the driver takes converted
     from_driver: tuple[Processor | None, ...]  # per result column
-    keys: tuple[str, ...]  # the result columns' names
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values = {**self.fixed, **params}
@@ -72,7 +71,12 @@ class Statement:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
+        self.keys = tuple(column.key for column in getattr(statement, "exported_columns", ()))  # its rows' names
         self._compiled: dict[str, _Compiled] = {}
+
+    def mapping(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        """A row of this statement, by its columns' names."""
+        return dict(zip(self.keys, row, strict=True))
 
     def compiled(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -108,7 +112,6 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         column_defaults=tuple(column_defaults.items()),
         to_driver=tuple((name, process) for name, process in processors.items() if process and name in given),
         from_driver=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns),
-        keys=tuple(column.key for column in columns),
     )
 
 
@@ -216,8 +219,3 @@ def _wrapped(alone: Alone, error: Any, sql: str, params: Any, cursor: Any) -> St
         connection_invalidated=disconnected,
         dialect=alone.dialect,
     )
-
-
-def mapping(statement: Statement, connection: Connection | Alone, row: tuple[Any, ...]) -> dict[str, Any]:
-    """A row of `statement`, by its columns' names."""
-    return dict(zip(statement.compiled(connection.dialect).keys, row, strict=True))

@@ -109,7 +109,9 @@ def test_a_statement_the_database_refuses_raises_sqlalchemys_error_with_its_para
 def test_a_statement_alone_commits_itself_and_leaves_the_pool_transactional(engine):
     with Alone(engine) as alone:
         run(alone, NEW_TICKET, {"urgency": "low", "sid": "CA4"})
-    with engine.connect() as connection:  # the same pooled connection, back in SQLAlchemy's hands
+        driver_connection = alone.connection.driver_connection
+    with engine.connect() as connection:
+        assert connection.connection.driver_connection is driver_connection  # the same one, back in the pool
         assert connection.execute(select(tickets.c.call_sid)).scalars().all() == ["CA4"]
         run(connection, NEW_TICKET, {"urgency": "low", "sid": "CA5"})
         connection.rollback()  # a transaction as usual: rolled back, nothing stored
