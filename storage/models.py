@@ -125,7 +125,8 @@ class Ticket(Base):
     __tablename__ = "tickets"
     # What the line and the console look tickets up by, so that a lookup stays flat as tickets pile up.
     # A contact's open tickets in one index: with contact_id alone, PostgreSQL ANDs it with the
-    # status index and so reads every open ticket. The queue filters by phase, then by urgency.
+    # status index and so reads every open ticket. The queue filters by phase, then by urgency; by
+    # customer through the index of a customer's period, whose first column it is.
     __table_args__ = (
         Index("ix_tickets_contact_id_status", "contact_id", "status"),
         Index("ix_tickets_status_urgency", "status", "urgency"),
@@ -140,7 +141,7 @@ class Ticket(Base):
     language: Mapped[str] = mapped_column(String(5), default="it")
     caller: Mapped[str | None] = mapped_column(String(20), index=True)
     callback_number: Mapped[str | None] = mapped_column(String(20), index=True)
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     # True until a dispatcher confirms who called: the caller ID matched no contact, so the
     # customer (from a typed code) is provisional and no email goes to the customer's people.

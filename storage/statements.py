@@ -48,7 +48,8 @@ class _Compiled:
     fixed: dict[str, Any]  # values fixed in the statement (one_of, literal), already converted
     column_defaults: tuple[tuple[str, Callable[[], Any]], ...]  # for the columns a statement leaves out
     to_driver: tuple[tuple[str, Processor], ...]  # parameters the driver takes converted
-    from_driver: tuple[Processor | None, ...]  # per result column
+    returns_rows: bool
+    from_driver: tuple[tuple[int, Processor], ...]  # the result columns the driver gives unconverted, by position
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values = {**self.fixed, **params}
@@ -60,10 +61,15 @@ class _Compiled:
         return tuple(values[name] for name in self.names) if self.positional else values
 
     def rows(self, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if not any(self.from_driver):
+        if not self.from_driver:
             return [tuple(row) for row in rows]
-        processors = self.from_driver
-        return [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in rows]
+        converted = []
+        for row in rows:
+            values = list(row)
+            for index, process in self.from_driver:
+                values[index] = process(values[index])
+            converted.append(tuple(values))
+        return converted
 
 
 class Statement:
@@ -104,6 +110,7 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
             process = processors[name]
             fixed[name] = defaults[name] if process is None else process(defaults[name])
     columns = list(getattr(statement, "exported_columns", ()))
+    result_processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
     return _Compiled(
         sql=compiled.string,
         names=names,
@@ -111,7 +118,8 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         fixed=fixed,
         column_defaults=tuple(column_defaults.items()),
         to_driver=tuple((name, process) for name, process in processors.items() if process and name in given),
-        from_driver=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns),
+        returns_rows=bool(columns),
+        from_driver=tuple((index, process) for index, process in enumerate(result_processors) if process),
     )
 
 
@@ -174,14 +182,19 @@ def run(
         connection.begin()  # as Connection.execute would (autobegin)
     compiled = statement.compiled(connection.dialect)
     if isinstance(params, Mapping):
-        return compiled.rows(execute_sql(connection, compiled.sql, compiled.parameters(params)))
+        rows = execute_sql(connection, compiled.sql, compiled.parameters(params), rows=compiled.returns_rows)
+        return compiled.rows(rows)
     execute_sql(connection, compiled.sql, [compiled.parameters(each) for each in params], many=True)
     return []
 
 
-def execute_sql(connection: Connection | Alone, sql: str, params: Any = (), *, many: bool = False) -> list[Any]:
+def execute_sql(
+    connection: Connection | Alone, sql: str, params: Any = (), *, many: bool = False, rows: bool = False
+) -> list[Any]:
     """SQL for the driver as it is, on the connection's driver connection, as it stands (no autobegin):
-    the driver's rows. For statements compiled by `Statement`, and for storage.db's BEGIN."""
+    the driver's rows, when the statement has `rows` (told, not read off the cursor: psycopg builds its
+    description anew at each look, some 2 µs a column). For statements compiled by `Statement`, and for
+    storage.db's BEGIN."""
     cursor = connection.connection.cursor()
     try:
         dispatch = connection.dispatch if isinstance(connection, Connection) else connection.engine.dispatch
@@ -193,7 +206,7 @@ def execute_sql(connection: Connection | Alone, sql: str, params: Any = (), *, m
             cursor.executemany(sql, params)
             return []
         cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description is not None else []
+        return list(cursor.fetchall()) if rows else []
     except connection.dialect.loaded_dbapi.Error as error:
         if isinstance(connection, Connection):
             # SQLAlchemy's own handling: wrapped in DBAPIError, a disconnect invalidating the pool's connections.
