@@ -48,7 +48,7 @@ class _Compiled:
     fixed: dict[str, Any]  # values fixed in the statement (one_of, literal), already converted
     column_defaults: tuple[tuple[str, Callable[[], Any]], ...]  # for the columns a statement leaves out
     to_driver: tuple[tuple[str, Processor], ...]  # parameters the driver takes converted
-    returns_rows: bool
+    returns_rows: bool  # a SELECT, or a statement with RETURNING
     from_driver: tuple[tuple[int, Processor], ...]  # the result columns the driver gives unconverted, by position
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
