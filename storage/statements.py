@@ -48,7 +48,6 @@ class _Compiled:
     fixed: dict[str, Any]  # values fixed in the statement (one_of, literal), already converted
     column_defaults: tuple[tuple[str, Callable[[], Any]], ...]  # for the columns a statement leaves out
     to_driver: tuple[tuple[str, Processor], ...]  # parameters the driver takes converted
-    returns_rows: bool  # a SELECT, or a statement with RETURNING
     from_driver: tuple[tuple[int, Processor], ...]  # the result columns the driver gives unconverted, by position
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
@@ -118,7 +117,6 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         fixed=fixed,
         column_defaults=tuple(column_defaults.items()),
         to_driver=tuple((name, process) for name, process in processors.items() if process and name in given),
-        returns_rows=bool(columns),
         from_driver=tuple((index, process) for index, process in enumerate(result_processors) if process),
     )
 
@@ -182,7 +180,8 @@ def run(
         connection.begin()  # as Connection.execute would (autobegin)
     compiled = statement.compiled(connection.dialect)
     if isinstance(params, Mapping):
-        rows = execute_sql(connection, compiled.sql, compiled.parameters(params), rows=compiled.returns_rows)
+        # Rows only from a statement that has result columns: a SELECT, or one with RETURNING.
+        rows = execute_sql(connection, compiled.sql, compiled.parameters(params), rows=bool(statement.keys))
         return compiled.rows(rows)
     execute_sql(connection, compiled.sql, [compiled.parameters(each) for each in params], many=True)
     return []
