@@ -8,7 +8,7 @@ and written in TwiML's camelCase, sorted, as twilio writes them.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTRIBUTE_ESCAPES = str.maketrans(
@@ -24,11 +24,18 @@ def camel(name: str) -> str:
 
 
 def _element(name: str, attributes: dict[str, object], content: str = "") -> str:
-    attrs = "".join(
-        f' {key}="{_value(attributes[arg]).translate(_ATTRIBUTE_ESCAPES)}"'
-        for key, arg in sorted((camel(arg), arg) for arg in attributes if attributes[arg] is not None)
-    )
+    attrs = _attributes(tuple(attributes.items()))
     return f"<{name}{attrs}>{content}</{name}>" if content else f"<{name}{attrs} />"
+
+
+@lru_cache(maxsize=512)
+def _attributes(items: tuple[tuple[str, object], ...]) -> str:
+    """The attributes as written: a menu repeats the same few (a Say's voice and language), so each is written once."""
+    given = dict(items)
+    return "".join(
+        f' {key}="{_value(given[arg]).translate(_ATTRIBUTE_ESCAPES)}"'
+        for key, arg in sorted((camel(arg), arg) for arg in given if given[arg] is not None)
+    )
 
 
 def _value(value: object) -> str:

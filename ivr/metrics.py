@@ -25,15 +25,16 @@ sets a fresh directory before the workers fork), the scrape merges the workers' 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
@@ -75,17 +76,11 @@ class WebhookMetrics:
             ["endpoint"],
             registry=registry,
         )
-        # Children made once, so each webhook costs a dict lookup and one observe; the series exist from the start
-        # (an alert on increase() needs them before the first event).
-        self._latency_of = {endpoint: self.latency.labels(endpoint) for endpoint in endpoints}
+        # The series exist from the start (an alert on increase() needs them before the first event).
         for endpoint in endpoints:
+            self.latency.labels(endpoint)
             if endpoint in APOLOGISING:
                 self.fallback.labels(endpoint)
-
-    def observe(self, endpoint: str | None, seconds: float) -> None:
-        child = self._latency_of.get(endpoint or "")
-        if child is not None:  # an unknown URL under /twilio/ (404) has no endpoint: no series of its own
-            child.observe(seconds)
 
     def fallback_answered(self, endpoint: str) -> None:
         self.fallback.labels(endpoint).inc()
@@ -222,17 +217,8 @@ def register_metrics(app: Flask) -> None:
     registry.register(database)
     app.extensions["ivr.metrics"] = webhook_metrics
 
-    @app.before_request
-    def start_clock() -> None:
-        if request.blueprint == WEBHOOKS:
-            g.webhook_started = time.perf_counter()
-
-    @app.after_request
-    def observe_webhook(response: Response) -> Response:
-        started = g.pop("webhook_started", None)
-        if started is not None:
-            webhook_metrics.observe(request.endpoint, time.perf_counter() - started)
-        return response
+    for endpoint in endpoints:
+        app.view_functions[endpoint] = _timed(app.view_functions[endpoint], webhook_metrics.latency.labels(endpoint))
 
     def metrics() -> Any:
         if not bearer_accepted(current_app.config["SETTINGS"].metrics_token):
@@ -242,6 +228,21 @@ def register_metrics(app: Flask) -> None:
         return Response(body, headers={"Content-Type": content_type})
 
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
+
+
+def _timed(view: Callable[..., Any], latency: Histogram) -> Callable[..., Any]:
+    """The webhook's view, its duration observed whatever it answers or raises: in the view rather than in
+    before/after-request hooks, which Flask would run for every request of the app."""
+
+    @functools.wraps(view)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return view(*args, **kwargs)
+        finally:
+            latency.observe(time.perf_counter() - started)
+
+    return timed
 
 
 def _scrape_registry(own: CollectorRegistry, database: DatabaseCollector, directory: str | None) -> CollectorRegistry:

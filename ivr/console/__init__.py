@@ -24,11 +24,12 @@ class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, which build no signer for a request without a session cookie.
 
     Twilio's webhooks and the API's clients send none; building the signer on each of their
-    requests cost more than some webhooks' own work.
+    requests cost more than some webhooks' own work; without a Cookie header, not even the
+    cookies are parsed (werkzeug would look through every header for one).
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if not request.cookies.get(self.get_cookie_name(app)):
+        if not request.environ.get("HTTP_COOKIE") or not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
 

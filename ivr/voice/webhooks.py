@@ -55,13 +55,14 @@ def step(step: str) -> Response:
 
     The step URL carries the call's language (`lang`) and the attempts at the step (`try`).
     """
-    event = request.args.get("event")
-    language = request.args.get("lang")
+    query = request.args.to_dict()  # a plain dict: a MultiDict raises and catches a KeyError for each absent key
+    event = query.get("event")
+    language = query.get("lang")
     return _menu_turn(
         lambda turn: FLOW.handle(turn, step, event),
         language=language if language in prompts.LANGUAGES else None,
-        attempts=_small_number(request.args.get("try")),
-        item=_small_number(request.args.get("item")),
+        attempts=_small_number(query.get("try")),
+        item=_small_number(query.get("item")),
     )
 
 
