@@ -462,15 +462,15 @@ end
 """
 
 
-def ensure_wrk() -> str:
-    """The wrk binary; Debian's package is installed when it is missing."""
-    found = shutil.which("wrk")
+def ensure_installed(binary: str) -> str:
+    """The binary's path; Debian's package of the same name is installed when it is missing."""
+    found = shutil.which(binary)
     if found is None:
-        print("wrk is missing: installing Debian's package (apt-get install wrk)", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL, timeout=600)
-        found = shutil.which("wrk")
+        print(f"{binary} is missing: installing Debian's package (apt-get install {binary})", flush=True)
+        subprocess.run(["apt-get", "install", "-y", binary], check=True, stdout=subprocess.DEVNULL, timeout=600)
+        found = shutil.which(binary)
         if found is None:
-            raise SystemExit("apt-get did not install wrk")
+            raise SystemExit(f"apt-get did not install {binary}")
     return found
 
 
@@ -686,7 +686,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    wrk = ensure_wrk()
+    wrk = ensure_installed("wrk")
     postgresql_url: str | None = None if args.no_postgresql else args.postgresql_url
     if postgresql_url is not None and not postgresql_answers(postgresql_url):
         print(f"PostgreSQL does not answer at {postgresql_url}: measuring SQLite only", flush=True)

@@ -6,7 +6,9 @@ a scrape served by either worker adds up every worker's counts):
 
 - `ivr_webhook_duration_seconds{endpoint}`: how long each Twilio webhook took, labelled by
   Flask endpoint (`twilio.voice`, `twilio.step`, ...), never by URL: URLs carry CallSids and
-  the menu's state, and would make a series per call. One histogram observe per webhook.
+  the menu's state, and would make a series per call. One histogram observe per webhook,
+  around its view (the signature check, the work, the TwiML), not in app-wide hooks that
+  every request of the app would run.
 - `ivr_fallback_answers_total{endpoint}`: webhooks answered with the apology that takes a
   message: on Twilio's fallback URL (`twilio.fallback`: our Voice URL failed as Twilio saw
   it), or by the menu itself when its turn failed (`twilio.voice`, `twilio.step`).
