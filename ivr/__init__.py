@@ -20,7 +20,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
-    app.config["BUSINESS_HOURS"] = BusinessHours.parse(settings.business_hours, settings.business_timezone)
+    app.config["BUSINESS_HOURS"] = BusinessHours.parse(
+        settings.business_hours, settings.business_timezone, closed_on_holidays=settings.business_holidays == "closed"
+    )
     app.config["ENGINE"] = engine = make_engine(settings.database_url)
     # What every session of the app knows beyond its settings: whether on-call alerts are on (helpdesk.oncall).
     app.config["SESSION_INFO"] = oncall.session_info(bool(settings.oncall_sms_to))

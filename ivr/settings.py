@@ -90,8 +90,14 @@ class Settings:
     dial_timeout: int = setting(20, "Seconds the technician's phone rings before the caller is offered a message.")
     business_hours: str = setting(
         "mon-fri 09:00-18:00",
-        "Comma-separated intervals, like `mon-fri 09:00-13:00, mon-fri 14:00-18:00`; Italian public holidays "
-        "are closed.",
+        "Comma-separated intervals, like `mon-fri 09:00-13:00, mon-fri 14:00-18:00`; `24:00` ends a day "
+        "(`mon-sun 00:00-24:00`: always).",
+    )
+    business_holidays: str = setting(
+        "closed",
+        "`closed`: option 0 takes a message on Italian public holidays, whatever `BUSINESS_HOURS` says; "
+        "`open`: the weekly hours hold on holidays too.",
+        choices=("closed", "open"),
     )
     business_timezone: str = setting("Europe/Rome", "The time zone of `BUSINESS_HOURS`.")
     whisper_model: str = setting(

@@ -38,3 +38,18 @@ def test_hours_are_in_rome_time_whatever_the_server_clock():
 def test_a_malformed_schedule_is_refused_with_an_example(spec):
     with pytest.raises(ValueError, match="mon|days|end"):
         BusinessHours.parse(spec)
+
+
+def test_24_00_ends_the_day_so_a_line_can_answer_every_minute():
+    always = BusinessHours.parse("mon-sun 00:00-24:00")
+    assert always.is_open(rome("2026-11-25 23:59:30"))  # the last minute of a Wednesday
+    assert always.is_open(rome("2026-11-26 00:00"))
+
+
+def test_a_help_desk_open_on_holidays_keeps_its_weekly_hours_on_them():
+    closed = BusinessHours.parse("mon-sun 00:00-24:00")
+    open_ = BusinessHours.parse("mon-sun 00:00-24:00", closed_on_holidays=False)
+    immacolata = rome("2026-12-08 10:00")
+    assert not closed.is_open(immacolata)
+    assert open_.is_open(immacolata)
+    assert not BusinessHours.parse("mon-fri 09:00-18:00", closed_on_holidays=False).is_open(rome("2026-12-08 20:00"))

@@ -230,7 +230,8 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
         RECORDINGS_DIR=str(tmp / "recordings"),
         SPOOL_DIR=str(tmp / "spool"),
         MODEL_CACHE_DIR=str(tmp / "models"),
-        BUSINESS_HOURS="mon-sun 00:00-23:59",
+        BUSINESS_HOURS="mon-sun 00:00-24:00",
+        BUSINESS_HOLIDAYS="open",
     )
     process, access_log, error_log = start_gunicorn(tmp, env)
     try:
