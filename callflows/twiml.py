@@ -24,17 +24,16 @@ def camel(name: str) -> str:
 
 
 def _element(name: str, attributes: dict[str, object], content: str = "") -> str:
-    attrs = _attributes(tuple(attributes.items()))
+    # Keyed by the values as written: True and 1 are equal keys to a cache, "true" and "1" are not.
+    attrs = _attributes(tuple((arg, _value(value)) for arg, value in attributes.items() if value is not None))
     return f"<{name}{attrs}>{content}</{name}>" if content else f"<{name}{attrs} />"
 
 
 @lru_cache(maxsize=512)
-def _attributes(items: tuple[tuple[str, object], ...]) -> str:
+def _attributes(items: tuple[tuple[str, str], ...]) -> str:
     """The attributes as written: a menu repeats the same few (a Say's voice and language), so each is written once."""
-    given = dict(items)
     return "".join(
-        f' {key}="{_value(given[arg]).translate(_ATTRIBUTE_ESCAPES)}"'
-        for key, arg in sorted((camel(arg), arg) for arg in given if given[arg] is not None)
+        f' {key}="{value.translate(_ATTRIBUTE_ESCAPES)}"' for key, value in sorted((camel(arg), v) for arg, v in items)
     )
 
 

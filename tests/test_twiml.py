@@ -65,3 +65,14 @@ def test_a_recording_a_transfer_and_a_hangup_are_written_as_twilio_writes_them(s
     ours.hangup()
     theirs.hangup()
     assert str(ours) == str(theirs)
+
+
+def test_attributes_written_once_are_not_mixed_up_between_equal_values():
+    # True == 1 to Python (and to a cache of attributes); TwiML writes "true" and "1".
+    for first, second in ((True, 1), (1, True)):
+        ours, theirs = Response(), VoiceResponse()
+        ours.record(play_beep=first)
+        ours.record(play_beep=second)
+        theirs.record(play_beep=first)
+        theirs.record(play_beep=second)
+        assert str(ours) == str(theirs)
