@@ -12,7 +12,7 @@ from helpdesk import oncall
 from helpdesk.hours import BusinessHours
 from ivr.settings import Settings
 from ivr.status_guard import RedisStatusGuard
-from storage.db import make_engine, make_sessionmaker
+from storage.db import make_engine, make_notes_engine, make_sessionmaker
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.business_hours, settings.business_timezone, closed_on_holidays=settings.business_holidays == "closed"
     )
     app.config["ENGINE"] = engine = make_engine(settings.database_url)
+    app.config["NOTES_ENGINE"] = make_notes_engine(engine)  # what the line may lose to a crash (storage.calls)
     # What every session of the app knows beyond its settings: whether on-call alerts are on (helpdesk.oncall).
     app.config["SESSION_INFO"] = oncall.session_info(bool(settings.oncall_sms_to))
     app.config["SESSIONMAKER"] = make_sessionmaker(engine, app.config["SESSION_INFO"])

@@ -268,6 +268,11 @@ class CallTransaction:
 
     A webhook that only stores what it was told (`start()`, `change()`), reading nothing,
     writes it at `commit()` as one statement on its own, without BEGIN and COMMIT around it.
+
+    Notes go through `notes_engine` (storage.db.make_notes_engine: on PostgreSQL, a commit that
+    does not wait for the disk): a new call's row, which the call's next webhook stores again
+    if a database crash lost it; the moments kept for statistics (ONCE); and the usual end of a
+    call that owes nothing (`end_alone`). What the caller chose or said, and tickets, are never notes.
     """
 
     def __init__(
@@ -276,8 +281,10 @@ class CallTransaction:
         call_sid: str,
         caller: Callable[[], str | None],
         session_info: Mapping[str, object] | None = None,
+        notes_engine: Engine | None = None,
     ) -> None:
         self.engine = engine
+        self.notes_engine = notes_engine or engine
         self.session_info = dict(session_info or {})  # the process's `Session.info` (storage.db.make_sessionmaker)
         self.call_sid = call_sid
         self.caller = caller  # the caller ID in E.164 (None when withheld): asked only to store a new call
@@ -333,7 +340,7 @@ class CallTransaction:
         if self._connection is not None:
             raise RuntimeError("end_alone runs before anything else of the webhook")
         params = {"sid": self.call_sid, "status": status, "duration": duration, "ended_at": ended_at, "now": utcnow()}
-        with Alone(self.engine) as connection:
+        with Alone(self.notes_engine) as connection:
             return bool(run(connection, _END_OWING_NOTHING, params))
 
     @property
@@ -346,7 +353,7 @@ class CallTransaction:
                 connection.begin()
                 self._connection = connection
             else:
-                self._connection = Alone(self.engine)
+                self._connection = Alone(self.notes_engine)  # reads; and notes, when all it writes is notes
         return self._connection
 
     @property
@@ -386,7 +393,7 @@ class CallTransaction:
         connection = self._connection
         if connection is None:
             if self._told is not None:  # told without reading the call: one statement on its own
-                with Alone(self.engine) as alone:
+                with Alone(self.notes_engine if self._told_notes() else self.engine) as alone:
                     self._store_told(alone, wait=self.write or not ONCE.issuperset(self._told))
             return
         if self._call is not None:
@@ -394,7 +401,15 @@ class CallTransaction:
         if isinstance(connection, Connection):
             connection.commit()
         if self._told:  # told after reading for reading only: on the same connection, outside any transaction
-            self._store_told(connection, wait=self.write or not ONCE.issuperset(self._told))
+            if connection.engine is self.engine or self._told_notes():
+                self._store_told(connection, wait=self.write or not ONCE.issuperset(self._told))
+            else:  # read on the notes' connection, and told more than notes
+                with Alone(self.engine) as alone:
+                    self._store_told(alone)
+
+    def _told_notes(self) -> bool:
+        """What is to be stored without reading is notes only: a new call's row, moments for statistics."""
+        return ONCE.issuperset(self._told or {})
 
     def _store_told(self, connection: Connection | Alone, *, wait: bool = True) -> None:
         """One statement, atomic on its own: no transaction around it (on PostgreSQL, two round trips fewer).

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.statements import execute_sql
@@ -61,10 +62,59 @@ def make_engine(url: str) -> Engine:
             execute_sql(connection, "BEGIN DEFERRED" if options.get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
+    return _postgresql_engine(make_url(url))
+
+
+def _postgresql_engine(url: URL) -> Engine:
     # No pre-ping round trip per checkout: a connection the server dropped fails its first
     # statement, SQLAlchemy then discards the pool's older connections, and the webhooks retry
     # once (ivr.voice.webhooks). Connections are renewed hourly all the same.
     return create_engine(url, pool_recycle=3600, hide_parameters=True)
+
+
+def make_notes_engine(engine: Engine) -> Engine:
+    """The engine for what the line notes about a call and may lose to a database crash (storage.calls):
+    on PostgreSQL, its commits do not wait for the log to reach the disk (`synchronous_commit=off`).
+
+    Such a commit is lost only if the server or its machine crashes within the next 0.6 s (three
+    rounds of its WAL writer), and the database stays consistent, as SQLite's `synchronous=NORMAL`
+    (make_engine) may lose the last commits to a power cut. Waiting for the disk is most of what
+    storing one row costs a webhook. On SQLite, the engine itself.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    url = engine.url
+    given = url.query.get("options", ())  # libpq's options (the URL's own, a search_path say) are kept
+    options = " ".join((*((given,) if isinstance(given, str) else given), "-c synchronous_commit=off"))
+    notes = _postgresql_engine(url.update_query_dict({"options": options}))
+    _renewed_together(engine, notes)
+    return notes
+
+
+def _renewed_together(*engines: Engine) -> None:
+    """Engines on one server whose pools are given up together: disposed of by whoever owns them, or
+    found dropped (a server restart drops every connection), so that the webhooks' one retry after a
+    dropped connection (ivr.voice.webhooks) finds no stale connection in another pool either."""
+    renewing = False
+
+    def renew_all(*_: object) -> None:
+        nonlocal renewing
+        if renewing:
+            return  # the dispose of another engine of the group, fired by this one
+        renewing = True
+        try:
+            for engine in engines:
+                engine.dispose()
+        finally:
+            renewing = False
+
+    def on_error(context: ExceptionContext) -> None:
+        if context.is_disconnect:
+            renew_all()
+
+    for engine in engines:
+        event.listen(engine, "engine_disposed", renew_all)
+        event.listen(engine, "handle_error", on_error)
 
 
 def _make_sqlite_directory(url: str) -> None:

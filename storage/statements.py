@@ -227,11 +227,12 @@ def execute_sql(
 
 def _wrapped(alone: Alone, error: Any, sql: str, params: Any, cursor: Any) -> StatementError:
     """A driver error on `Alone`, as SQLAlchemy would raise it; on a disconnect, the connection and the
-    pool's idle ones (opened before, so likely dropped too) are discarded, as SQLAlchemy does."""
+    pool's idle ones (opened before, so likely dropped too) are discarded, as SQLAlchemy does (by
+    `Engine.dispose`, which storage.db.make_notes_engine's companion engines listen to)."""
     disconnected = alone.dialect.is_disconnect(error, alone.connection.driver_connection, cursor)
     if disconnected:
         alone.connection.invalidate(error)
-        alone.engine.pool.dispose()
+        alone.engine.dispose()
     return DBAPIError.instance(
         sql,
         params,

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,8 @@ _events: Table = TicketEvent.__table__  # type: ignore[assignment]
 _customers: Table = Customer.__table__  # type: ignore[assignment]
 _contacts: Table = Contact.__table__  # type: ignore[assignment]
 _OPENING_COLUMNS = (
+    "id",
+    "number",
     "urgency",
     "channel",
     "language",
@@ -149,9 +151,14 @@ _INSERT_CALL_TICKET = {
     )
     for dialect in (postgresql, sqlite)
 }
-_SET_NUMBER = Statement(
-    update(_tickets).where(_tickets.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
-)
+# The id the new ticket will have, read first so that its row is inserted whole, number included
+# (the number is made from the id). PostgreSQL: the next value of the id's sequence. SQLite: the one
+# after the highest, the id SQLite itself would give; the opening holds SQLite's write lock from its
+# transaction's start (storage.db), so no other writer can take it in between.
+_NEXT_ID = {
+    "postgresql": Statement(select(func.nextval(func.pg_get_serial_sequence("tickets", "id")))),
+    "sqlite": Statement(select(func.coalesce(func.max(_tickets.c.id), 0) + 1)),
+}
 _OPENED = select(_tickets.c.id, _tickets.c.number, _tickets.c.recording_sid)
 _OPENED_BY_SID = Statement(_OPENED.where(_tickets.c.call_sid == bindparam("sid")))
 _OPENED_BY_ID = Statement(_OPENED.where(_tickets.c.id == bindparam("ticket_id")))
@@ -197,7 +204,11 @@ def open_call_ticket(
         ((ticket_id, number, recording_sid),) = run(connection, _OPENED_BY_ID, {"ticket_id": call.ticket_id})
         return OpenedTicket(ticket_id, number, recording_sid, new=False)
     now = opened_at or utcnow()
+    ((ticket_id,),) = run(connection, _NEXT_ID[connection.dialect.name])
+    number = ticket_number(FIRST_SERIAL + ticket_id - 1)  # the id gives the serial, and so the number
     values = {
+        "id": ticket_id,
+        "number": number,
         "urgency": urgency,
         "channel": "phone",
         "language": call.language,
@@ -222,9 +233,6 @@ def open_call_ticket(
         ((ticket_id, number, recording_sid),) = run(connection, _OPENED_BY_SID, {"sid": call.call_sid})
         call.ticket_id = ticket_id
         return OpenedTicket(ticket_id, number, recording_sid, new=False)
-    ticket_id = inserted[0][0]
-    number = ticket_number(FIRST_SERIAL + ticket_id - 1)  # the id gives the serial, and so the number
-    run(connection, _SET_NUMBER, {"ticket_id": ticket_id, "number": number})
     entries = [{"kind": "opened", "facts": _opening_facts(connection, call, urgency, voicemail, opened_by)}]
     if call.recording_sid is None:
         entries.append({"kind": "no_audio", "facts": {}})

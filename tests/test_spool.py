@@ -144,7 +144,8 @@ def test_a_web_machine_ingests_what_it_spooled_once_its_database_answers_again(a
 
         # The database answers again (this machine runs no worker): the next webhook's commit brings it in.
         web.config["ENGINE"].dispose()
-        web.config["ENGINE"], web.config["SESSIONMAKER"] = app.config["ENGINE"], app.config["SESSIONMAKER"]
+        for name in ("ENGINE", "NOTES_ENGINE", "SESSIONMAKER"):
+            web.config[name] = app.config[name]
         next_call = Caller(client, STRANGER)
         response = next_call.post(f"{BASE_URL}/twilio/voice", {"CallStatus": "ringing"})
         assert response.status_code == 200
@@ -155,4 +156,4 @@ def test_a_web_machine_ingests_what_it_spooled_once_its_database_answers_again(a
             ticket = session.scalars(select(Ticket).where(Ticket.call_sid == params["CallSid"])).one()
             assert ticket.voicemail
     finally:
-        web.config["ENGINE"] = None
+        web.config["ENGINE"] = web.config["NOTES_ENGINE"] = None

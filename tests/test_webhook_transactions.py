@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from flask import Flask
 from sqlalchemy import Engine, event, select
 
 from storage.models import Call, Ticket
@@ -21,18 +22,28 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
 @contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL the app sends while the block runs (BEGIN included on SQLite, where storage.db sends it)."""
+def statements(app: Flask) -> Iterator[list[str]]:
+    """The SQL the app sends while the block runs (BEGIN included on SQLite, where storage.db sends it),
+    on its engine and on the engine of the line's notes (one and the same on SQLite)."""
+    with statements_on(app.config["ENGINE"], app.config["NOTES_ENGINE"]) as seen:
+        yield seen
+
+
+@contextmanager
+def statements_on(*engines: Engine) -> Iterator[list[str]]:
+    """The SQL sent on these engines while the block runs."""
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         seen.append(" ".join(statement.split()))
 
-    event.listen(engine, "before_cursor_execute", record)
+    for engine in set(engines):
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in set(engines):
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def writes(seen: list[str]) -> list[str]:
@@ -49,7 +60,7 @@ def at_main_menu(client) -> Caller:  # type: ignore[no-untyped-def]
 
 def test_a_key_that_leads_to_the_next_menu_touches_no_database(app, client):
     call = at_main_menu(client)
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         triage = call.press("1")
     assert "Se è tutto fermo, prema 1" in triage.said()
     assert seen == []
@@ -60,7 +71,7 @@ def test_the_language_and_the_attempts_travel_in_the_signed_step_url(app, client
     call.dial_in()
     menu = call.press("9")  # English
     assert "lang=en" in menu.gather().get("action", "")
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         again = call.press("7")  # no such option
         assert "try=1" in again.gather().get("action", "") and "lang=en" in again.gather().get("action", "")
         call.press("7")
@@ -83,14 +94,13 @@ def test_a_step_url_without_the_language_reads_it_from_the_stored_call(app, clie
 
 
 def test_a_new_call_is_one_insert_and_a_menu_choice_one_write(app, client, database_url):
-    engine = app.config["ENGINE"]
     call = Caller(client, GIULIA)
-    with statements(engine) as seen:
+    with statements(app) as seen:
         call.dial_in()
     assert len(seen) == 1 and seen[0].upper().startswith("INSERT INTO CALLS")  # no BEGIN, no COMMIT around it
     call.stay_silent()
     call.press("1")
-    with statements(engine) as seen:
+    with statements(app) as seen:
         call.press("2")  # triage: it is slow, not stopped
     assert len(seen) == 1 and len(writes(seen)) == 1
     with app.config["SESSIONMAKER"]() as session:
@@ -102,7 +112,7 @@ def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client):
     statistics) is one write after them."""
     ticket_of(app, GIULIA)
     call = at_main_menu(client)
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         mine = call.press("2")
     assert "una richiesta aperta" in mine.said() or "richieste aperte" in mine.said()
     [write] = writes(seen)
@@ -110,7 +120,7 @@ def test_hearing_ones_own_tickets_only_reads_and_locks_nothing(app, client):
         i for i, s in enumerate(seen) if s.upper().startswith("SELECT")
     )
     assert not any("FOR UPDATE" in s.upper() or s.upper().startswith("BEGIN") for s in seen)  # no transaction
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         call.press("1")  # the next of her tickets: the call has heard a status already, nothing to write
     assert writes(seen) == []
 
@@ -120,16 +130,15 @@ def test_opening_a_ticket_writes_the_ticket_its_thread_its_work_and_the_call_onc
     call.press("1")  # a new request
     call.press("1")  # everything is stopped
     call.speak()
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         opened = call.press("1")  # yes, that is the message
     assert "numero" in opened.said()
     written = sorted(" ".join(s.upper().replace(" INTO ", " ").replace("(", " ").split()[:2]) for s in writes(seen))
     assert written == [
         "INSERT PENDING_WORK",
-        "INSERT TICKETS",
+        "INSERT TICKETS",  # whole, its number (made from its id) included
         "INSERT TICKET_EVENTS",
         "UPDATE CALLS",  # the call points to its ticket
-        "UPDATE TICKETS",  # its number, from its id
     ]
     assert not any("SAVEPOINT" in s.upper() for s in seen)
     with app.config["SESSIONMAKER"]() as session:
@@ -196,11 +205,13 @@ def test_a_postgresql_connection_dropped_under_the_pool_costs_the_caller_nothing
         pytest.skip("PostgreSQL's server-side disconnect")
     ticket_of(app, GIULIA)  # an open ticket of hers, for the status menu
     call = at_main_menu(client)
-    engine = app.config["ENGINE"]
-    with engine.connect() as connection:  # the pooled connection the next webhook will get
-        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    pids = []
+    for engine in (app.config["ENGINE"], app.config["NOTES_ENGINE"]):
+        with engine.connect() as connection:  # the pooled connection the next webhook will get, of each engine
+            pids.append(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
     with psycopg.connect(settings.database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     answered = webhook(app, call)  # the stale connection fails, the webhook runs again
     assert "Ci scusi" not in answered.said()
     with app.config["SESSIONMAKER"]() as session:
@@ -215,14 +226,14 @@ def test_a_postgresql_connection_dropped_under_the_pool_costs_the_caller_nothing
 
 def test_a_hung_up_call_is_ended_in_one_statement(app, client):
     call = at_main_menu(client)
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         assert call.hang_up(duration=30).status_code == 204
     assert len(seen) == 1 and writes(seen) == seen  # no BEGIN, no COMMIT around it
     with app.config["SESSIONMAKER"]() as session:
         stored = session.scalars(select(Call).where(Call.call_sid == call.call_sid)).one()
         assert stored.call_status == "completed" and stored.duration == 30 and stored.ended_at is not None
         assert session.scalars(select(Ticket).where(Ticket.call_sid == call.call_sid)).first() is None
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         assert call.hang_up(duration=30).status_code == 204  # Twilio repeats itself
     with app.config["SESSIONMAKER"]() as session:
         assert session.scalars(select(Call.duration).where(Call.call_sid == call.call_sid)).one() == 30
@@ -235,7 +246,7 @@ def test_a_call_that_ends_owing_its_ticket_gets_it_with_its_end(app, client):
     call.press("1")  # a new request
     call.press("1")  # everything is stopped
     call.speak()  # ... and the caller hangs up instead of confirming the message
-    with statements(app.config["ENGINE"]) as seen:
+    with statements(app) as seen:
         assert call.hang_up(duration=40).status_code == 204
     assert len([s for s in writes(seen) if s.upper().startswith("INSERT INTO TICKETS")]) == 1
     with app.config["SESSIONMAKER"]() as session:
@@ -243,6 +254,40 @@ def test_a_call_that_ends_owing_its_ticket_gets_it_with_its_end(app, client):
         stored = session.scalars(select(Call).where(Call.call_sid == call.call_sid)).one()
         assert ticket.voicemail and ticket.number and ticket.recording_sid == call.recording_sids[-1]
         assert stored.call_status == "completed" and stored.duration == 40 and stored.ticket_id == ticket.id
+
+
+def test_only_what_the_line_may_lose_is_committed_without_waiting_for_the_disk(app, client, settings):
+    """On PostgreSQL, notes (a new call's row, the moments kept for statistics, the end of a call that owes
+    nothing) commit without waiting for the disk; what the caller chose or said, and the ticket, wait for it."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's synchronous_commit")
+    notes, durable = app.config["NOTES_ENGINE"], app.config["ENGINE"]
+    for engine, waits in ((notes, "off"), (durable, "on")):
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == waits
+    ticket_of(app, GIULIA)  # an open ticket of hers, for the status menu
+    call = Caller(client, GIULIA)
+    with statements_on(notes) as noted, statements_on(durable) as waited:
+        call.dial_in()
+        call.stay_silent()  # identified by her caller ID
+        assert "una richiesta aperta" in call.press("2").said()  # she hears her ticket's status
+        call.press("*")  # back to the main menu
+        call.press("1")  # a new request
+        call.press("1")  # everything is stopped
+        call.speak()
+        assert "numero" in call.press("1").said()  # the ticket, opened
+        assert call.hang_up(duration=60).status_code == 204
+    kinds = [" ".join(s.upper().replace(" INTO ", " ").split()[:2]) for s in writes(noted)]
+    assert kinds == ["INSERT CALLS", "INSERT CALLS", "UPDATE CALLS"]  # the call, a moment, the end
+    start, moment, end = (s.partition(" VALUES ")[0].partition(" WHERE ")[0] for s in writes(noted))  # what is set
+    assert "severity" not in start and "recording_sid" not in start and "language" in start
+    assert "status_heard_at" in moment and "call_status" in end and "ticket_id" not in end + moment
+    durable_writes = " ".join(writes(waited))
+    for kept in ("contact_id", "severity", "recording_sid", "INSERT INTO tickets", "INSERT INTO pending_work"):
+        assert kept in durable_writes
+    with app.config["SESSIONMAKER"]() as session:
+        stored = session.scalars(select(Call).where(Call.call_sid == call.call_sid)).one()
+        assert stored.status_heard_at is not None and stored.call_status == "completed" and stored.ticket_id
 
 
 def test_no_round_trip_checks_a_pooled_connection_before_each_webhook(app):

@@ -132,6 +132,7 @@ def _call_transaction() -> CallTransaction:
         request.form.get("CallSid", ""),
         lambda: calls.caller_id(raw_from),
         current_app.config["SESSION_INFO"],
+        current_app.config["NOTES_ENGINE"],
     )
 
 
