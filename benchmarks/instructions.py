@@ -11,7 +11,7 @@ costs: the app's setup, the seeding and the warm-up cancel out. What the kernel 
 request (SQLite's writes, sockets) is not counted, nor is gunicorn's part: for a change to
 the webhooks' own code, compare these figures before and after; for what a webhook costs in
 all, `benchmarks.webhooks_wrk`. Debian's `valgrind` is installed with apt-get when missing;
-each target takes a minute or two.
+each target takes a few minutes.
 """
 
 from __future__ import annotations

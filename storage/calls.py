@@ -394,7 +394,7 @@ class CallTransaction:
         if connection is None:
             if self._told is not None:  # told without reading the call: one statement on its own
                 with Alone(self.notes_engine if self._told_notes() else self.engine) as alone:
-                    self._store_told(alone, wait=self.write or not ONCE.issuperset(self._told))
+                    self._store_told(alone, wait=self.write or not self._told_notes())
             return
         if self._call is not None:
             save_call(connection, self._call)
@@ -402,7 +402,7 @@ class CallTransaction:
             connection.commit()
         if self._told:  # told after reading for reading only: on the same connection, outside any transaction
             if connection.engine is self.engine or self._told_notes():
-                self._store_told(connection, wait=self.write or not ONCE.issuperset(self._told))
+                self._store_told(connection, wait=self.write or not self._told_notes())
             else:  # read on the notes' connection, and told more than notes
                 with Alone(self.engine) as alone:
                     self._store_told(alone)

@@ -85,8 +85,8 @@ def make_notes_engine(engine: Engine) -> Engine:
         return engine
     url = engine.url
     given = url.query.get("options", ())  # libpq's options (the URL's own, a search_path say) are kept
-    options = " ".join((*((given,) if isinstance(given, str) else given), "-c synchronous_commit=off"))
-    notes = _postgresql_engine(url.update_query_dict({"options": options}))
+    options = [given] if isinstance(given, str) else list(given)
+    notes = _postgresql_engine(url.update_query_dict({"options": " ".join([*options, "-c synchronous_commit=off"])}))
     _renewed_together(engine, notes)
     return notes
 
@@ -97,23 +97,24 @@ def _renewed_together(*engines: Engine) -> None:
     dropped connection (ivr.voice.webhooks) finds no stale connection in another pool either."""
     renewing = False
 
-    def renew_all(*_: object) -> None:
+    def renew_others(origin: Engine) -> None:
         nonlocal renewing
         if renewing:
             return  # the dispose of another engine of the group, fired by this one
         renewing = True
         try:
             for engine in engines:
-                engine.dispose()
+                if engine is not origin:
+                    engine.dispose()
         finally:
             renewing = False
 
     def on_error(context: ExceptionContext) -> None:
-        if context.is_disconnect:
-            renew_all()
+        if context.is_disconnect and context.engine is not None:
+            renew_others(context.engine)  # its own pool SQLAlchemy renews itself
 
     for engine in engines:
-        event.listen(engine, "engine_disposed", renew_all)
+        event.listen(engine, "engine_disposed", renew_others)
         event.listen(engine, "handle_error", on_error)
 
 

@@ -18,7 +18,8 @@ from xml.etree import ElementTree
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, select, text
+from flask import Flask
+from sqlalchemy import Engine, create_engine, event, select, text
 
 from ivr import create_app
 from ivr.settings import Secret, Settings
@@ -492,3 +493,28 @@ def jobs(app, settings, recordings, smtp_sink, model_cache, monkeypatch):  # typ
     monkeypatch.setattr(runtime, "settings", lambda: app.config["SETTINGS"])
     monkeypatch.setattr(runtime, "session_factory", lambda: app.config["SESSIONMAKER"])
     return JobsInProcess(app, smtp_sink)
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """The SQL the app sends while the block runs (BEGIN included on SQLite, where storage.db sends it),
+    on its engine and on the engine of the line's notes (one and the same on SQLite)."""
+    with statements_on(app.config["ENGINE"], app.config["NOTES_ENGINE"]) as seen:
+        yield seen
+
+
+@contextmanager
+def statements_on(*engines: Engine) -> Iterator[list[str]]:
+    """The SQL sent on these engines while the block runs, each statement on one line."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()))
+
+    for engine in set(engines):
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in set(engines):
+            event.remove(engine, "before_cursor_execute", record)

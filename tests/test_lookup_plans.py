@@ -20,7 +20,7 @@ from helpdesk.phases import OPEN_PHASES
 from storage.models import Contact, Ticket
 from storage.queue import QueueFilters, get_open_tickets
 from storage.tickets import get_ticket_by_number, get_tickets_of_caller, get_tickets_of_contact
-from tests.conftest import GIULIA, Caller
+from tests.conftest import GIULIA, Caller, statements
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -121,19 +121,8 @@ def test_the_status_menu_reads_a_callers_open_tickets_once(app, client) -> None:
     call = Caller(client, GIULIA)
     call.dial_in()
     call.stay_silent()
-    engines = {app.config["ENGINE"], app.config["NOTES_ENGINE"]}  # a webhook that only reads, reads on the latter
-    reads: list[str] = []
-
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if "FROM tickets" in statement and "contact_id" in statement:
-            reads.append(statement)
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements(app) as seen:
         answer = call.press("2")  # the status menu: decides on the list, then reads it out
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
+    reads = [statement for statement in seen if "FROM tickets" in statement and "contact_id" in statement]
     assert "2 richieste aperte" in answer.said(), answer.said()
     assert len(reads) == 1, reads

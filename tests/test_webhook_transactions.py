@@ -5,45 +5,18 @@ connection that costs the caller nothing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
-from flask import Flask
-from sqlalchemy import Engine, event, select
+from sqlalchemy import select
 
+from storage.calls import CallTransaction
 from storage.models import Call, Ticket
-from tests.conftest import BASE_URL, GIULIA, Caller, Twiml, ticket_of
+from tests.conftest import BASE_URL, GIULIA, Caller, Twiml, statements, statements_on, ticket_of
 
 pytestmark = pytest.mark.usefixtures("directory", "clean_status_counters")
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-@contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL the app sends while the block runs (BEGIN included on SQLite, where storage.db sends it),
-    on its engine and on the engine of the line's notes (one and the same on SQLite)."""
-    with statements_on(app.config["ENGINE"], app.config["NOTES_ENGINE"]) as seen:
-        yield seen
-
-
-@contextmanager
-def statements_on(*engines: Engine) -> Iterator[list[str]]:
-    """The SQL sent on these engines while the block runs."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        seen.append(" ".join(statement.split()))
-
-    for engine in set(engines):
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in set(engines):
-            event.remove(engine, "before_cursor_execute", record)
 
 
 def writes(seen: list[str]) -> list[str]:
@@ -288,6 +261,27 @@ def test_only_what_the_line_may_lose_is_committed_without_waiting_for_the_disk(a
     with app.config["SESSIONMAKER"]() as session:
         stored = session.scalars(select(Call).where(Call.call_sid == call.call_sid)).one()
         assert stored.status_heard_at is not None and stored.call_status == "completed" and stored.ticket_id
+
+
+def test_more_than_a_note_told_after_reading_for_reading_only_waits_for_the_disk(app, client, settings):
+    """A webhook that read on the notes' pool and is then told something that is not a note stores it
+    on the durable pool: no step does so today, and none that comes may lose the caller's choice."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's synchronous_commit")
+    call = at_main_menu(client)
+    notes, durable = app.config["NOTES_ENGINE"], app.config["ENGINE"]
+    db = CallTransaction(durable, call.call_sid, lambda: GIULIA, notes_engine=notes)
+    with statements_on(notes) as noted, statements_on(durable) as waited:
+        try:
+            assert db.call().contact_id is not None  # read for reading only
+            db.change(language="en")
+            db.commit()
+        finally:
+            db.close()
+    assert writes(noted) == []
+    assert len(writes(waited)) == 1 and "language" in writes(waited)[0]
+    with app.config["SESSIONMAKER"]() as session:
+        assert session.scalars(select(Call.language).where(Call.call_sid == call.call_sid)).one() == "en"
 
 
 def test_no_round_trip_checks_a_pooled_connection_before_each_webhook(app):
